@@ -1,0 +1,58 @@
+"""Process/device setup: the CPU fast path, the MindSpore context and data-parallel init."""
+import os
+
+# MindSpore 2.10's oneDNN picks AVX-512 kernels on CPUs that have it, and then runs every
+# conv larger than 1x1 on a reference path ~100x slower. Capping the ISA at AVX2 restores
+# the fast kernels. It must be in the environment before the first op runs.
+CPU_ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+CPU_ISA_DEFAULT = "AVX2"
+
+
+def apply_cpu_fast_path(environ=None):
+    """Set the oneDNN ISA cap unless the user already chose a value. Returns the value in force."""
+    environ = os.environ if environ is None else environ
+    return environ.setdefault(CPU_ISA_ENV, CPU_ISA_DEFAULT)
+
+
+def rank_info():
+    """(rank, group_size) from the launcher's environment, without initialising anything."""
+    for rank_key, size_key in (("RANK_ID", "RANK_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                               ("MS_NODE_ID", "MS_WORKER_NUM")):
+        if os.environ.get(size_key):
+            return int(os.environ.get(rank_key, 0)), int(os.environ[size_key])
+    return 0, 1
+
+
+def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=None, seed=None):
+    """Set the MindSpore context and, for data parallel, the communication backend.
+
+    Returns (rank, group_size). ``distribute`` uses HCCL on Ascend, NCCL on GPU and the
+    MindSpore CPU collective under msrun; gradients are averaged across ranks."""
+    import mindspore as ms
+    from mindspore.communication import init, get_rank, get_group_size
+
+    apply_cpu_fast_path()
+    if seed is not None:
+        ms.set_seed(int(seed))
+    device_target = str(device_target)
+    if device_target not in ("CPU", "GPU", "Ascend"):
+        raise ValueError(f"device_target must be CPU, GPU or Ascend, not '{device_target}'")
+    ms_mode = ms.GRAPH_MODE if str(mode).upper().startswith("GRAPH") else ms.PYNATIVE_MODE
+    ms.set_context(mode=ms_mode)
+    ms.set_device(device_target, _device_id(device_id, device_target))
+    if not distribute:
+        return 0, 1
+    init()
+    rank, group_size = get_rank(), get_group_size()
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
+                                 gradients_mean=True, device_num=group_size)
+    return rank, group_size
+
+
+def _device_id(device_id, device_target):
+    if device_target == "CPU":
+        return None
+    if device_id is None:
+        device_id = os.environ.get("DEVICE_ID", 0)
+    return int(device_id)

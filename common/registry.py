@@ -1,0 +1,60 @@
+"""Model registry: ``@register_model`` on an entrypoint, ``create_model(name)`` to build it."""
+import difflib
+import fnmatch
+import logging
+
+_MODELS = {}
+_logger = logging.getLogger(__name__)
+
+
+def register_model(fn):
+    """Register a model entrypoint under its function name."""
+    name = fn.__name__
+    if name in _MODELS and _MODELS[name] is not fn:
+        _logger.warning("model %s registered twice; the later definition wins", name)
+    _MODELS[name] = fn
+    return fn
+
+
+def _import_families():
+    """Import every model family so that its entrypoints are registered.
+
+    Done lazily (not at ``import common``) so that common never depends on the
+    model folders at import time; missing families are simply absent."""
+    import importlib
+    for module in ("dla.src", "peleenet.src", "multigrain.src"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):
+                raise
+
+
+def list_models(filter=""):  # pylint: disable=redefined-builtin
+    """Sorted names of registered models, optionally filtered by a wildcard."""
+    _import_families()
+    names = sorted(_MODELS)
+    return [n for n in names if fnmatch.fnmatch(n, filter)] if filter else names
+
+
+def is_model(name):
+    return name in list_models()
+
+
+def model_entrypoint(name):
+    """The entrypoint for ``name``; unknown names raise with the valid ones listed."""
+    names = list_models()
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"Unknown model '{name}'.{hint} Valid models: {', '.join(names)}")
+    return _MODELS[name]
+
+
+def create_model(name, num_classes=1000, checkpoint_path="", **kwargs):
+    """Build a registered model; optionally load a checkpoint (any supported format)."""
+    net = model_entrypoint(name)(num_classes=num_classes, **kwargs)
+    if checkpoint_path:
+        from common.checkpoint import load_weights
+        load_weights(net, checkpoint_path, arch=name)
+    return net
