@@ -1,0 +1,90 @@
+"""Load weights of any supported format into a net, strictly, and save checkpoints safely."""
+import logging
+import os
+
+import numpy as np
+import mindspore as ms
+
+from common.convert import convert_state_dict
+from common.weights import read_state_dict
+
+_logger = logging.getLogger(__name__)
+# Keys a training checkpoint holds besides the network: optimizer slots and counters.
+_TRAINING_STATE_PREFIXES = ("moments.", "accum.", "adam_m.", "adam_v.", "global_step", "learning_rate",
+                            "beta1_power", "beta2_power", "momentum", "scale_sense", "current_iterator_step",
+                            "last_overflow_iterator_step", "epoch_num", "step_num", "ema.")
+
+
+def classifier_param_names(net):
+    """Full names of the classifier's parameters (empty when the net has no ``get_classifier``)."""
+    head = net.get_classifier() if hasattr(net, "get_classifier") else None
+    return [p.name for p in head.get_parameters()] if head is not None else []
+
+
+def load_weights(net, path, arch=None, allow_new_head=False):
+    """Fill every parameter of ``net`` from ``path`` (.ckpt, .safetensors, .pth(.tar), .pdparams).
+
+    With ``allow_new_head`` a classifier of another class count is left re-initialised and the
+    skipped keys are logged (finetuning); otherwise any mismatch raises ``ValueError`` naming it.
+    Returns the list of parameter names left as initialised."""
+    state, fmt = read_state_dict(path)
+    head = classifier_param_names(net) if allow_new_head else []
+    if fmt == "mindspore":
+        weights, skipped = _match_native(state, net, head, path, arch)
+    else:
+        source = {"safetensors": "torch"}.get(fmt, fmt)
+        full = convert_state_dict(state, net, source, skip_prefixes=tuple(head))
+        skipped = [n for n in head if n not in full]
+        weights = full
+    if skipped:
+        _logger.warning("classifier not loaded from %s (class count differs, re-initialised): %s",
+                        path, ", ".join(skipped))
+    params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in weights.items()}
+    not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
+    not_loaded = [n for n in not_loaded if n not in skipped]
+    if not_loaded:  # load_param_into_net does not raise on missing parameters: check its answer
+        raise ValueError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
+    return skipped
+
+
+def _match_native(state, net, head, path, arch):
+    missing, bad_shape, skipped, weights = [], [], [], {}
+    for param in net.get_parameters():
+        value = state.get(param.name)
+        if value is None:
+            missing.append(param.name)
+        elif tuple(value.shape) != tuple(param.shape):
+            if param.name in head:
+                skipped.append(param.name)
+            else:
+                bad_shape.append((param.name, tuple(value.shape), tuple(param.shape)))
+        else:
+            weights[param.name] = value
+    if bad_shape and all(n in classifier_param_names(net) for n, _, _ in bad_shape):
+        name, got, want = bad_shape[0]
+        raise ValueError(f"{path} was made for {got[0]} classes but this model has {want[0]} "
+                         f"(set num_classes to {got[0]}, or finetune with --pretrained)")
+    extra = [k for k in state if k not in weights and not k.startswith(_TRAINING_STATE_PREFIXES)
+             and k not in {p.name for p in net.get_parameters()}]
+    if missing or bad_shape:
+        what = f"a {arch} model" if arch else "this model"
+        detail = [f"{len(missing)} missing: {', '.join(missing[:6])}"] if missing else []
+        detail += [f"wrong shape: {', '.join(f'{n} {g}!={w}' for n, g, w in bad_shape[:6])}"] if bad_shape else []
+        detail += [f"unexpected: {', '.join(extra[:6])}"] if extra else []
+        raise ValueError(f"{path} does not fit {what} — " + "; ".join(detail))
+    return weights, skipped
+
+
+def save_checkpoint_atomic(save_obj, path, append_dict=None):
+    """``ms.save_checkpoint`` into ``path.tmp`` then rename: a kill mid-save keeps the old file."""
+    tmp = f"{path}.tmp"
+    ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
+    os.replace(tmp, path)
+
+
+def read_training_state(path):
+    """Epoch/step counters stored next to the weights by the trainer (0 when absent)."""
+    state = ms.load_checkpoint(path)
+    def scalar(key):
+        return int(np.asarray(state[key].asnumpy()).reshape(-1)[0]) if key in state else 0
+    return {"epoch_num": scalar("epoch_num"), "step_num": scalar("step_num")}

@@ -1,0 +1,59 @@
+"""Read foreign or native weight files into ``{name: numpy array}`` without torch or paddle.
+
+Formats are told apart by content, not by suffix (a renamed file still loads):
+safetensors (8-byte header length + JSON), torch zip (``PK``), pickle (``.pdparams``),
+MindSpore ``.ckpt`` (protobuf, by suffix and as the fallback).
+"""
+import json
+import os
+import struct
+
+import numpy as np
+
+
+def sniff_format(path):
+    """'safetensors' | 'torch' | 'paddle' | 'mindspore' for the file at ``path``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if head[:1] == b"\x80":
+        return "paddle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 0 < header_len < os.path.getsize(path):
+            return "safetensors"
+    return "mindspore"
+
+
+def read_state_dict(path):
+    """``(state, fmt)``: the file's tensors as numpy arrays and the format detected."""
+    fmt = sniff_format(path)
+    if fmt == "safetensors":
+        from safetensors.numpy import load_file
+        state = load_file(path)
+    elif fmt == "torch":
+        from common.weights.torch_reader import read_torch_checkpoint
+        state = read_torch_checkpoint(path)
+    elif fmt == "paddle":
+        from common.weights.paddle_reader import read_pdparams
+        state = read_pdparams(path)
+    else:
+        state = _read_mindspore(path)
+    return state, fmt
+
+
+def _read_mindspore(path):
+    import mindspore as ms
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as err:  # MindSpore raises ValueError/RuntimeError with long texts
+        raise ValueError(f"{path} is not a readable checkpoint (.ckpt, .safetensors, .pth, .pdparams): "
+                         f"{str(err).splitlines()[0]}") from None
+    return {k: v.asnumpy() for k, v in params.items()}
+
+
+def describe(state):
+    return json.dumps({k: list(np.shape(v)) for k, v in state.items()})
