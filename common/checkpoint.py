@@ -5,7 +5,7 @@ import os
 import numpy as np
 import mindspore as ms
 
-from common.convert import convert_state_dict
+from common.convert import WeightsError, convert_state_dict
 from common.weights import read_state_dict
 
 _logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def load_weights(net, path, arch=None, allow_new_head=False):
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
     not_loaded = [n for n in not_loaded if n not in skipped]
     if not_loaded:  # load_param_into_net does not raise on missing parameters: check its answer
-        raise ValueError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
+        raise WeightsError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
     return skipped
 
 
@@ -62,7 +62,7 @@ def _match_native(state, net, head, path, arch):
             weights[param.name] = value
     if bad_shape and all(n in classifier_param_names(net) for n, _, _ in bad_shape):
         name, got, want = bad_shape[0]
-        raise ValueError(f"{path} was made for {got[0]} classes but this model has {want[0]} "
+        raise WeightsError(f"{path} was made for {got[0]} classes but this model has {want[0]} "
                          f"(set num_classes to {got[0]}, or finetune with --pretrained)")
     extra = [k for k in state if k not in weights and not k.startswith(_TRAINING_STATE_PREFIXES)
              and k not in {p.name for p in net.get_parameters()}]
@@ -71,13 +71,15 @@ def _match_native(state, net, head, path, arch):
         detail = [f"{len(missing)} missing: {', '.join(missing[:6])}"] if missing else []
         detail += [f"wrong shape: {', '.join(f'{n} {g}!={w}' for n, g, w in bad_shape[:6])}"] if bad_shape else []
         detail += [f"unexpected: {', '.join(extra[:6])}"] if extra else []
-        raise ValueError(f"{path} does not fit {what} — " + "; ".join(detail))
+        raise WeightsError(f"{path} does not fit {what} — " + "; ".join(detail))
     return weights, skipped
 
 
 def save_checkpoint_atomic(save_obj, path, append_dict=None):
-    """``ms.save_checkpoint`` into ``path.tmp`` then rename: a kill mid-save keeps the old file."""
-    tmp = f"{path}.tmp"
+    """``ms.save_checkpoint`` into a hidden temporary file, then rename: a kill mid-save keeps
+    the previous file intact (rename is atomic on one filesystem)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{base[:-5] if base.endswith('.ckpt') else base}.tmp.ckpt")
     ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
     os.replace(tmp, path)
 

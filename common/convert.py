@@ -12,6 +12,12 @@ import sys
 
 import numpy as np
 
+
+
+class WeightsError(ValueError):
+    """Weights that do not fit the network, with a one-line reason."""
+
+
 IGNORED_SOURCE_SUFFIXES = ("num_batches_tracked", "StructuredToParameterName@@")
 _BN_RENAMES = {"gamma": ("weight",), "beta": ("bias",),
                "moving_mean": ("running_mean", "_mean"), "moving_variance": ("running_var", "_variance")}
@@ -92,4 +98,4 @@ def _raise_if_mismatch(missing, bad_shape, unused):
             shown = ", ".join(items[:8]) + (f" … (+{len(items) - 8})" if len(items) > 8 else "")
             problems.append(f"{len(items)} {title}: {shown}")
     if problems:
-        raise ValueError("weights do not fit this architecture — " + "; ".join(problems))
+        raise WeightsError("weights do not fit this architecture — " + "; ".join(problems))

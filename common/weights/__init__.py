@@ -11,6 +11,10 @@ import struct
 import numpy as np
 
 
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"[:16]
+_TORCH_SUFFIXES = (".pth", ".pt", ".tar")
+
+
 def sniff_format(path):
     """'safetensors' | 'torch' | 'paddle' | 'mindspore' for the file at ``path``."""
     if not os.path.isfile(path):
@@ -20,7 +24,9 @@ def sniff_format(path):
     if head[:4] == b"PK\x03\x04":
         return "torch"
     if head[:1] == b"\x80":
-        return "paddle"
+        # a pickle: legacy (pre-zip) torch files start with torch's magic number, or carry torch suffixes
+        legacy_torch = head.startswith(_TORCH_LEGACY_MAGIC) or path.endswith(_TORCH_SUFFIXES)
+        return "torch" if legacy_torch else "paddle"
     if len(head) >= 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
         if 0 < header_len < os.path.getsize(path):
@@ -50,7 +56,8 @@ def _read_mindspore(path):
     try:
         params = ms.load_checkpoint(path)
     except Exception as err:  # MindSpore raises ValueError/RuntimeError with long texts
-        raise ValueError(f"{path} is not a readable checkpoint (.ckpt, .safetensors, .pth, .pdparams): "
+        from common.convert import WeightsError
+        raise WeightsError(f"{path} is not a readable checkpoint (.ckpt, .safetensors, .pth, .pdparams): "
                          f"{str(err).splitlines()[0]}") from None
     return {k: v.asnumpy() for k, v in params.items()}
 

@@ -1,0 +1,225 @@
+"""Configuration: defaults < yaml file < ``--key value`` on the command line.
+
+Every key is known in advance (``DEFAULTS`` plus what a model adds), so a typo in a yaml or on
+the command line stops with one line naming the key and the closest valid one, and every
+command-line value is typed from the default (bools, ints, floats, lists). PaddleClas DLA key
+names are accepted as aliases of ours. Nothing here runs at import.
+"""
+import argparse
+import difflib
+import json
+import os
+import sys
+
+import yaml
+
+# key: (default, help). Sections as comments; the README documents every key.
+DEFAULTS = {
+    # run
+    "model": ("dla34", "registered model name"),
+    "num_classes": (1000, "number of classes"),
+    "device_target": ("CPU", "CPU | GPU | Ascend"),
+    "mode": ("GRAPH", "GRAPH or PYNATIVE"),
+    "seed": (1, "random seed"),
+    "deterministic": (False, "seeded, single-worker, unshuffled-order-stable input pipeline (for exact resume)"),
+    "run_distribute": (False, "data-parallel over all launched ranks"),
+    "device_id": (0, "device id for GPU/Ascend (DEVICE_ID env wins when set)"),
+    "output_dir": ("./output", "checkpoints, logs, exported files"),
+    # ModelArts
+    "enable_modelarts": (False, "copy data_url/train_url with moxing (ModelArts only)"),
+    "data_url": ("", "OBS path of the dataset (ModelArts)"),
+    "train_url": ("", "OBS path for outputs (ModelArts)"),
+    # data
+    "data_path": ("", "dataset root: train/ and val/ class folders, or the list files' root"),
+    "train_dir": ("train", "training folder under data_path"),
+    "val_dir": ("val", "validation folder under data_path"),
+    "cls_label_path_train": ("", "training list file (`rel/path.jpg label` lines); overrides train_dir"),
+    "cls_label_path_val": ("", "validation list file; overrides val_dir"),
+    "label_file": ("", "class names, one per line (predict); default: the class folders"),
+    "image_size": (224, "train crop / eval crop side"),
+    "crop_pct": (0.875, "eval: resize shorter side to image_size / crop_pct, then center crop"),
+    "interpolation": ("bilinear", "bilinear | bicubic | nearest"),
+    "mean": ([0.485, 0.456, 0.406], "normalisation mean (0..1 scale)"),
+    "std": ([0.229, 0.224, 0.225], "normalisation std (0..1 scale)"),
+    "num_parallel_workers": (2, "decode/augment workers per rank"),
+    "batch_size": (32, "batch size per device"),
+    "eval_batch_size": (0, "eval batch size (0: batch_size)"),
+    # augmentation
+    "hflip": (0.5, "horizontal flip probability"),
+    "scale": ([0.08, 1.0], "random-resized-crop area range"),
+    "ratio": ([0.75, 1.3333333], "random-resized-crop aspect range"),
+    "auto_augment": ("", "'' | autoaugment | randaugment[-m9-n2]"),
+    "re_prob": (0.0, "random erasing probability"),
+    # optimisation
+    "optimizer": ("momentum", "momentum | adamw"),
+    "momentum": (0.9, "SGD momentum"),
+    "weight_decay": (1e-4, "weight decay (not applied to BatchNorm and biases)"),
+    "lr_scheduler": ("cosine", "cosine | step | piecewise | poly | linear | exponential | constant"),
+    "lr": (0.1, "base learning rate"),
+    "min_lr": (0.0, "final learning rate (cosine, poly, linear)"),
+    "warmup_epochs": (0, "linear warm-up epochs"),
+    "warmup_lr": (0.0, "learning rate at the start of warm-up"),
+    "decay_epochs": (30, "step: decay every N epochs"),
+    "lr_epochs": ([30, 60, 90], "piecewise: epochs at which lr is multiplied by lr_gamma"),
+    "lr_gamma": (0.1, "step/piecewise factor; exponential: per-epoch factor"),
+    "poly_power": (2.0, "poly exponent"),
+    "epoch_size": (120, "training epochs"),
+    "label_smooth_factor": (0.0, "label smoothing"),
+    "amp_level": ("O0", "O0 | O2 | O3 mixed precision"),
+    "loss_scale": (1.0, "loss scale (fixed) or the initial one (dynamic)"),
+    "loss_scale_mode": ("fixed", "fixed | dynamic"),
+    "drop_rate": (0.0, "dropout before the classifier"),
+    # checkpoints and evaluation
+    "pretrained": ("", "weights to start from (.ckpt/.safetensors/.pth/.pdparams); another head is re-initialised"),
+    "resume": ("", "training checkpoint to resume (weights, optimizer, epoch)"),
+    "save_checkpoint": (True, "save checkpoints"),
+    "save_checkpoint_epochs": (1, "save every N epochs"),
+    "keep_checkpoint_max": (5, "keep the newest N periodic checkpoints"),
+    "eval_during_train": (True, "evaluate on the val split during training, keep best.ckpt"),
+    "eval_interval": (1, "evaluate every N epochs"),
+    "log_interval": (10, "print a progress line every N steps"),
+    "dataset_sink_mode": (False, "sink the dataset into the graph (GPU/Ascend)"),
+    # eval / export / predict
+    "ckpt_file": ("", "checkpoint to evaluate / export / predict with"),
+    "file_name": ("", "export: output file name without suffix"),
+    "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
+    "export_batch_size": (1, "export: batch of the exported input"),
+    "predict_path": ("", "predict: image file, several comma-separated, or a folder"),
+    "backend": ("mindspore", "predict: mindspore (ckpt or MINDIR) | onnxruntime (ONNX)"),
+    "topk": (5, "top-k for predict"),
+}
+
+# PaddleClas DLA names -> ours (so a Paddle user's values carry over). image_shape [3,H,W] -> H.
+ALIASES = {"classes_num": "num_classes", "epochs": "epoch_size", "ls_epsilon": "label_smooth_factor",
+           "pretrained_model": "pretrained", "checkpoints": "resume", "save_interval": "save_checkpoint_epochs",
+           "valid_interval": "eval_interval", "validate": "eval_during_train", "model_save_dir": "output_dir",
+           "image_shape": "image_size"}
+_ALIAS_VALUE = {"image_shape": lambda v: int(v[-1]) if isinstance(v, (list, tuple)) else int(v)}
+
+
+class ConfigError(SystemExit):
+    """One-line configuration error (exit status 2)."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+class Config(dict):
+    """Flat attribute-access dict."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def _closest(key, known):
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _coerce(key, value, default):
+    """``value`` (from yaml or a command-line string) as the type of ``default``."""
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            pass
+        if isinstance(default, list) and isinstance(value, str) and "," in value:
+            value = [yaml.safe_load(v) for v in value.split(",")]
+    expected = type(default)
+    ok = (isinstance(value, bool) if expected is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else
+          isinstance(value, int) and not isinstance(value, bool) if expected is int else
+          isinstance(value, (list, tuple)) or isinstance(value, (int, float)) if expected is list else
+          isinstance(value, str) or value is None or isinstance(value, (int, float)))
+    if not ok:
+        raise ConfigError(f"config error: '{key}' expects {expected.__name__} "
+                          f"(like {default!r}), got {value!r}")
+    if expected is float:
+        return float(value)
+    if expected is list:
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+    if expected is str:
+        return "" if value is None else str(value)
+    return value
+
+
+def _apply(cfg, defaults, items, where):
+    for key, value in items:
+        if key in ALIASES:
+            if key in _ALIAS_VALUE:
+                value = _ALIAS_VALUE[key](yaml.safe_load(value) if isinstance(value, str) else value)
+            key = ALIASES[key]
+        if key not in defaults:
+            raise ConfigError(f"config error: unknown key '{key}' in {where}{_closest(key, defaults)}")
+        cfg[key] = _coerce(key, value, defaults[key][0])
+
+
+def load_yaml(path):
+    """The first yaml document of ``path`` as a dict (a second one may hold help texts)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config error: config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        docs = list(yaml.safe_load_all(f))
+    data = docs[0] if docs else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config error: {path} must be a mapping of top-level keys")
+    return data
+
+
+def create_parser(defaults, default_config=""):
+    parser = argparse.ArgumentParser(description="Keys come from the yaml given by --config_path; "
+                                     "any of them can be overridden as --key value.", allow_abbrev=False)
+    parser.add_argument("--config_path", default=default_config, help="yaml config file")
+    for key, (default, help_text) in defaults.items():
+        parser.add_argument(f"--{key}", default=None, metavar=type(default).__name__.upper(),
+                            help=f"{help_text} (default {default!r})")
+    for alias, target in ALIASES.items():
+        parser.add_argument(f"--{alias}", default=None, help=argparse.SUPPRESS, dest=f"alias__{alias}")
+    return parser
+
+
+def parse_args(argv=None, default_config="", extra_defaults=None):
+    """Build the config: DEFAULTS (+ a model's ``extra_defaults``) < yaml < command line."""
+    defaults = dict(DEFAULTS, **(extra_defaults or {}))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = create_parser(defaults, default_config)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        bad = next((u for u in unknown if u.startswith("--")), unknown[0]).lstrip("-").split("=")[0]
+        raise ConfigError(f"config error: unknown option '--{bad}'{_closest(bad, defaults)}")
+    cfg = Config({k: v[0] for k, v in defaults.items()})
+    if args.config_path:
+        _apply(cfg, defaults, load_yaml(args.config_path).items(), args.config_path)
+    cli = [(k[len("alias__"):] if k.startswith("alias__") else k, v)
+           for k, v in vars(args).items() if v is not None and k != "config_path"]
+    _apply(cfg, defaults, cli, "the command line")
+    cfg.config_path = args.config_path
+    return cfg
+
+
+def run_with_config_errors(main_fn):
+    """Call ``main_fn()``; a ConfigError prints its one line to stderr and exits 2."""
+    try:
+        return main_fn()
+    except ConfigError as err:
+        print(err.message, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def save_args(cfg, path, rank=0):
+    """Write the resolved config next to the outputs (rank 0 only)."""
+    if rank != 0:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(json.loads(json.dumps(dict(cfg))), f, sort_keys=False)
