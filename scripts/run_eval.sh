@@ -1,0 +1,5 @@
+#!/bin/bash
+# Ascend evaluation: bash run_eval.sh [DATASET_PATH] [CHECKPOINT_PATH] [CONFIG_PATH]
+# Run from <model>/scripts/ (or pass --model_dir); options: see scripts/_common.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh" || exit 1
+zoo_eval Ascend "$@"

@@ -1,0 +1,117 @@
+"""scripts/hccl_tools.py: HCCL rank tables from an hccn.conf, and their checks."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(ROOT, "scripts", "hccl_tools.py")
+
+# The layout of /etc/hccn.conf on an 8-device Ascend 910 server (device IPs, masks, probes).
+HCCN_CONF = "".join(f"address_{i}=192.98.{92 + i % 4}.{100 + i}\nnetmask_{i}=255.255.255.0\n"
+                    f"netdetect_{i}=192.98.{92 + i % 4}.1\n" for i in range(8))
+
+
+def ip(i):
+    return f"192.98.{92 + i % 4}.{100 + i}"
+
+
+@pytest.fixture
+def hccn_conf(tmp_path):
+    path = tmp_path / "hccn.conf"
+    path.write_text(HCCN_CONF)
+    return path
+
+
+def run_tool(*args, cwd=None):
+    return subprocess.run([sys.executable, TOOL, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=60)
+
+
+def test_eight_devices_written_in_the_hccl_schema(hccn_conf, tmp_path):
+    out = tmp_path / "tables"
+    proc = run_tool("--device_num", "[0,8)", "--hccn_conf", hccn_conf, "--server_ip", "10.155.111.140",
+                    "--out_dir", out)
+    assert proc.returncode == 0, proc.stderr
+    path = out / "hccl_8p_01234567_10.155.111.140.json"
+    assert str(path) in proc.stdout
+    expected = {"version": "1.0", "server_count": "1",
+                "server_list": [{"server_id": "10.155.111.140",
+                                 "device": [{"device_id": str(i), "device_ip": ip(i), "rank_id": str(i)}
+                                            for i in range(8)],
+                                 "host_nic_ip": "reserve"}],
+                "status": "completed"}
+    assert json.loads(path.read_text()) == expected
+
+
+def test_second_group_of_four_gets_rank_ids_from_zero(hccn_conf, tmp_path):
+    proc = run_tool("--device_num", "[4,8)", "--hccn_conf", hccn_conf, "--server_ip", "10.0.0.2", "--out_dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads((tmp_path / "hccl_4p_4567_10.0.0.2.json").read_text())
+    devices = table["server_list"][0]["device"]
+    assert [(d["device_id"], d["device_ip"], d["rank_id"]) for d in devices] == \
+        [(str(i), ip(i), str(i - 4)) for i in range(4, 8)]
+
+
+def test_default_out_dir_is_the_current_folder(hccn_conf, tmp_path):
+    proc = run_tool("--device_num", "[0,1)", "--hccn_conf", hccn_conf, "--server_ip", "10.0.0.3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "hccl_1p_0_10.0.0.3.json").is_file()
+
+
+@pytest.mark.parametrize("device_num, message", [
+    ("[2,6)", "must stay inside [0,4) or [4,8)"),
+    ("[0,9)", "need 0 <= first < last <= 8"),
+    ("[3,3)", "need 0 <= first < last <= 8"),
+    ("0-8", "must look like '[0,8)'"),
+])
+def test_bad_device_ranges_are_one_line(hccn_conf, tmp_path, device_num, message):
+    proc = run_tool("--device_num", device_num, "--hccn_conf", hccn_conf, "--server_ip", "10.0.0.1",
+                    "--out_dir", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert not list(tmp_path.glob("hccl_*.json"))
+
+
+def test_missing_conf_or_device_address_is_one_line(tmp_path):
+    proc = run_tool("--hccn_conf", tmp_path / "none.conf", "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "not found" in proc.stderr
+    partial = tmp_path / "hccn.conf"
+    partial.write_text("address_0=192.98.92.100\naddress_1=192.98.93.101\n")
+    proc = run_tool("--device_num", "[0,4)", "--hccn_conf", partial, "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
+    assert proc.returncode == 1 and "no address_N line for device(s) 2, 3" in proc.stderr
+
+
+def test_written_table_passes_the_check_for_its_size_only(hccn_conf, tmp_path):
+    run_tool("--device_num", "[0,8)", "--hccn_conf", hccn_conf, "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
+    table = tmp_path / "hccl_8p_01234567_10.0.0.1.json"
+    assert run_tool("--check", table, "--rank_size", 8).returncode == 0
+    proc = run_tool("--check", table, "--rank_size", 4)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"hccl_tools: error: rank table '{table}' lists 8 devices but DEVICE_NUM is 4"
+
+
+def test_check_accepts_the_older_group_list_layout(tmp_path):
+    """Tables of the pre-1.0 layout (group_list / instance_list) still in use with older CANN."""
+    instances = [{"devices": [{"device_id": str(i), "device_ip": ip(i)}], "rank_id": str(i), "server_id": "10.0.0.1"}
+                 for i in range(2)]
+    table = {"board_id": "0x0000", "chip_info": "910", "deploy_mode": "lab", "group_count": "1",
+             "group_list": [{"device_num": "2", "server_num": "1", "group_name": "", "instance_count": "2",
+                             "instance_list": instances}], "para_plane_nic_location": "device",
+             "para_plane_nic_name": ["eth0", "eth1"], "para_plane_nic_num": "2", "status": "completed"}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(table))
+    assert run_tool("--check", path, "--rank_size", 2).returncode == 0
+    assert "lists 2 devices" in run_tool("--check", path, "--rank_size", 8).stderr
+
+
+def test_check_reports_malformed_tables(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"version": "1.0", "status": "completed"}))
+    proc = run_tool("--check", path, "--rank_size", 8)
+    assert proc.returncode == 1 and "neither 'server_list' nor 'group_list'" in proc.stderr
+    path.write_text(json.dumps({"server_list": [{"device": [{"device_id": "0"}]}]}))
+    proc = run_tool("--check", path, "--rank_size", 1)
+    assert proc.returncode == 1 and "malformed" in proc.stderr and proc.stderr.count("\n") == 1

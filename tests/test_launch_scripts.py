@@ -1,0 +1,335 @@
+"""The ModelZoo launch scripts (scripts/run_*.sh and their <model>/scripts/ wrappers).
+
+What a user of the ModelZoo convention expects (REFERENCE.md): argument and path checks with a
+usage line; a rank table checked before anything starts; DEVICE_ID / RANK_ID / RANK_SIZE per
+device, one folder and log each; mpirun -n N on GPU; msrun on CPU. `--dry_run` prints each
+process's environment and command, and the real launches are checked against those lines with a
+stand-in model whose train.py / eval.py only record their environment, folder and arguments.
+"""
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "scripts")
+MODELS = ("dla", "peleenet", "multigrain")
+LAUNCHERS = ("run_distribute_train.sh", "run_standalone_train.sh", "run_eval.sh",
+             "run_distribute_train_gpu.sh", "run_standalone_train_gpu.sh", "run_eval_gpu.sh",
+             "run_distribute_train_cpu.sh")
+DEFAULT_CONFIGS = {"dla": "config/dla34_imagenet2012_config.yaml",
+                   "peleenet": "config/peleenet_imagenet2012_config.yaml",
+                   "multigrain": "config/resnet50_imagenet2012_config.yaml"}
+
+# A stand-in model entry: records where and how it was started, then exits.
+RECORDER = """import json, os, sys
+rec = {"cwd": os.getcwd(), "argv": sys.argv[1:],
+       "env": {k: os.environ.get(k) for k in ("DEVICE_ID", "RANK_ID", "RANK_SIZE", "DEVICE_NUM",
+                                              "RANK_TABLE_FILE", "PYTHONPATH")}}
+name = "record_%s.json" % (os.environ.get("RANK_ID") or "x")
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "w") as f:
+    json.dump(rec, f)
+print("started", flush=True)
+"""
+
+
+def rank_table(n_devices, rank_ids=None):
+    """An HCCL rank table as REFERENCE.md gives it (every value a string)."""
+    rank_ids = list(range(n_devices)) if rank_ids is None else rank_ids
+    devices = [{"device_id": str(i), "device_ip": f"192.98.92.{100 + i}", "rank_id": str(r)}
+               for i, r in enumerate(rank_ids)]
+    return {"version": "1.0", "server_count": "1",
+            "server_list": [{"server_id": "10.0.0.1", "device": devices, "host_nic_ip": "reserve"}],
+            "status": "completed"}
+
+
+@pytest.fixture
+def work(tmp_path):
+    """A job folder (the current folder of the launch) with a dataset, config, checkpoint,
+    rank tables and a stand-in model folder."""
+    job = tmp_path / "job"
+    (job / "data" / "train").mkdir(parents=True)
+    model = tmp_path / "fakenet"
+    (model / "scripts").mkdir(parents=True)
+    for entry in ("train.py", "eval.py"):
+        (model / entry).write_text(RECORDER)
+    (tmp_path / "fake.yaml").write_text("model: fake\n")
+    (model / "scripts" / "_model.sh").write_text(f"DEFAULT_CONFIG={tmp_path / 'fake.yaml'}\n")
+    (job / "cfg.yaml").write_text("model: fake\n")
+    (job / "net.ckpt").write_bytes(b"\0")
+    (job / "rank_table_8p.json").write_text(json.dumps(rank_table(8)))
+    (job / "rank_table_4p.json").write_text(json.dumps(rank_table(4)))
+    (job / "rank_table_dup.json").write_text(json.dumps(rank_table(8, [0, 1, 2, 3, 4, 5, 6, 6])))
+    (job / "bad.json").write_text('{"version": "1.0", "server_list": [')
+    return {"job": job, "model": model, "tmp": tmp_path}
+
+
+def launch(script, *args, cwd, env=None, timeout=120):
+    """Run a launcher with bash the way users do; the interpreter is this one."""
+    full_env = dict(os.environ, PYTHON=sys.executable, BIND_CORE="0")
+    full_env.pop("DRY_RUN", None)
+    full_env.update(env or {})
+    return subprocess.run(["bash", str(script), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def top(name):
+    return os.path.join(SCRIPTS, name)
+
+
+def launch_lines(stdout):
+    """The '[label] ...' lines other than the [env] / [dry run] ones."""
+    return [ln for ln in stdout.splitlines() if re.match(r"\[(rank \d+|train|eval|mpirun|msrun)\] ", ln)]
+
+
+def parse_line(line):
+    """'[label] K=V ... cd DIR && CMD... [> LOG 2>&1 &]' -> (label, env, dir, cmd, log)."""
+    label, rest = re.match(r"\[([^\]]+)\] (.*)$", line).groups()
+    words = shlex.split(rest)
+    cd = words.index("cd")
+    env = dict(w.split("=", 1) for w in words[:cd])
+    assert words[cd + 2] == "&&", line
+    cmd, log = words[cd + 3:], None
+    if cmd[-1] == "&":
+        assert cmd[-4] == ">" and cmd[-2] == "2>&1", line
+        cmd, log = cmd[:-4], cmd[-3]
+    return label, env, words[cd + 1], cmd, log
+
+
+def option(cmd, key):
+    return cmd[cmd.index(key) + 1]
+
+
+def job_contents(job):
+    return sorted(p.name for p in job.iterdir())
+
+
+# --------------------------------------------------------------------------- Ascend, HCCL
+def test_ascend_dry_run_prints_one_command_per_device(work):
+    job = work["job"]
+    before = job_contents(job)
+    proc = launch(top("run_distribute_train.sh"), "rank_table_8p.json", "data", 8, "cfg.yaml",
+                  "--model_dir", work["model"], "--dry_run", cwd=job)
+    assert proc.returncode == 0, proc.stderr
+    env_line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("[env] export "))
+    exported = dict(w.split("=", 1) for w in shlex.split(env_line)[2:])
+    assert exported["RANK_TABLE_FILE"] == str(job / "rank_table_8p.json")
+    assert exported["RANK_SIZE"] == "8" and exported["DEVICE_NUM"] == "8"
+    lines = launch_lines(proc.stdout)
+    assert len(lines) == 8
+    for i, line in enumerate(lines):
+        label, env, folder, cmd, log = parse_line(line)
+        assert label == f"rank {i}"
+        assert env == {"DEVICE_ID": str(i), "RANK_ID": str(i), "RANK_SIZE": "8"}
+        assert folder == str(job / f"train_parallel{i}")
+        assert log == str(job / f"train_parallel{i}" / "log")
+        assert cmd[:2] == [sys.executable, str(work["model"] / "train.py")]
+        assert option(cmd, "--device_target") == "Ascend"
+        assert option(cmd, "--run_distribute") == "True"
+        assert option(cmd, "--data_path") == str(job / "data")
+        assert option(cmd, "--config_path") == str(job / "cfg.yaml")
+    assert job_contents(job) == before, "a dry run must not create anything"
+
+
+def test_dry_run_from_environment_and_overrides_pass_through(work):
+    proc = launch(top("run_distribute_train.sh"), "rank_table_8p.json", "data", 8, "--model_dir", work["model"],
+                  "--epoch_size", 2, "--lr", "0.4", cwd=work["job"], env={"DRY_RUN": "1"})
+    assert proc.returncode == 0, proc.stderr
+    lines = launch_lines(proc.stdout)
+    assert len(lines) == 8
+    _, _, _, cmd, _ = parse_line(lines[5])
+    assert cmd[-4:] == ["--epoch_size", "2", "--lr", "0.4"]
+    assert option(cmd, "--config_path") == str(work["tmp"] / "fake.yaml"), "the model's default config"
+    assert not (work["job"] / "train_parallel0").exists()
+
+
+def test_ascend_launch_matches_its_dry_run(work):
+    """The processes really started get exactly the environment, folder and arguments the dry
+    run printed, and each writes its own log."""
+    job, args = work["job"], ("rank_table_8p.json", "data", 8, "cfg.yaml", "--model_dir", work["model"])
+    dry = launch(top("run_distribute_train.sh"), *args, "--dry_run", cwd=job)
+    real = launch(top("run_distribute_train.sh"), *args, cwd=job, env={"WAIT_JOBS": "1"})
+    assert real.returncode == 0, real.stderr
+    assert launch_lines(real.stdout) == launch_lines(dry.stdout)
+    for line in launch_lines(dry.stdout):
+        _, env, folder, cmd, log = parse_line(line)
+        record = json.loads((work["model"] / f"record_{env['RANK_ID']}.json").read_text())
+        assert record["cwd"] == folder
+        assert record["argv"] == cmd[2:]
+        assert {k: record["env"][k] for k in env} == env
+        assert record["env"]["RANK_TABLE_FILE"] == str(job / "rank_table_8p.json")
+        assert record["env"]["DEVICE_NUM"] == "8"
+        assert record["env"]["PYTHONPATH"].split(os.pathsep)[0] == ROOT
+        with open(log, encoding="utf-8") as f:
+            assert f.read() == "started\n"
+
+
+@pytest.mark.parametrize("table, device_num, message", [
+    ("rank_table_4p.json", 8, "lists 4 devices but DEVICE_NUM is 8"),
+    ("missing.json", 8, "is not a file"),
+    ("bad.json", 8, "is not valid JSON"),
+    ("rank_table_dup.json", 8, "rank ids"),
+    ("rank_table_8p.json", "eight", "DEVICE_NUM must be a positive integer"),
+])
+def test_ascend_bad_rank_table_stops_with_one_line(work, table, device_num, message):
+    job = work["job"]
+    before = job_contents(job)
+    proc = launch(top("run_distribute_train.sh"), table, "data", device_num, "cfg.yaml",
+                  "--model_dir", work["model"], cwd=job)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert launch_lines(proc.stdout) == []
+    assert job_contents(job) == before
+    assert not list(work["model"].glob("record_*.json")), "nothing may start"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("rank_table_8p.json", "data"), "expected 3 to 4 arguments, got 2. Usage: bash run_distribute_train.sh"),
+    (("rank_table_8p.json", "nodata", 8), "DATASET_PATH"),
+    (("rank_table_8p.json", "data", 8, "nocfg.yaml"), "CONFIG_PATH"),
+])
+def test_argument_and_path_checks(work, args, message):
+    proc = launch(top("run_distribute_train.sh"), *args, "--model_dir", work["model"], cwd=work["job"])
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not list(work["model"].glob("record_*.json"))
+
+
+def test_no_model_chosen_is_one_line(work):
+    proc = launch(top("run_eval.sh"), "data", "net.ckpt", cwd=work["job"], env={"MODEL_DIR": ""})
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "--model_dir" in proc.stderr
+
+
+@pytest.mark.parametrize("script", LAUNCHERS)
+def test_help_prints_usage(script, work):
+    proc = launch(top(script), "--help", cwd=work["job"])
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"Usage: bash {script} [")
+
+
+# --------------------------------------------------------------------------- one device, eval
+@pytest.mark.parametrize("script, target", [("run_standalone_train.sh", "Ascend"),
+                                            ("run_standalone_train_gpu.sh", "GPU")])
+def test_standalone_dry_run(work, script, target):
+    job = work["job"]
+    proc = launch(top(script), "data", "--model_dir", work["model"], "--dry_run", cwd=job, env={"DEVICE_ID": "3"})
+    assert proc.returncode == 0, proc.stderr
+    assert "DEVICE_ID=3" in proc.stdout.splitlines()[0]
+    (line,) = launch_lines(proc.stdout)
+    label, env, folder, cmd, log = parse_line(line)
+    assert (label, folder, log) == ("train", str(job / "train"), str(job / "train" / "log"))
+    assert cmd[1] == str(work["model"] / "train.py")
+    assert option(cmd, "--device_target") == target and "--run_distribute" not in cmd
+    assert not (job / "train").exists()
+
+
+@pytest.mark.parametrize("script, target", [("run_eval.sh", "Ascend"), ("run_eval_gpu.sh", "GPU")])
+def test_eval_dry_run_and_launch(work, script, target):
+    job = work["job"]
+    args = ("data", "net.ckpt", "cfg.yaml", "--model_dir", work["model"])
+    proc = launch(top(script), *args, "--dry_run", cwd=job)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = launch_lines(proc.stdout)
+    label, env, folder, cmd, log = parse_line(line)
+    assert (label, folder, log) == ("eval", str(job / "eval"), str(job / "eval" / "log"))
+    assert cmd[1] == str(work["model"] / "eval.py")
+    assert option(cmd, "--ckpt_file") == str(job / "net.ckpt")
+    assert option(cmd, "--device_target") == target
+    assert not (job / "eval").exists()
+    real = launch(top(script), *args, cwd=job, env={"WAIT_JOBS": "1"})
+    assert real.returncode == 0, real.stderr
+    record = json.loads((work["model"] / "record_x.json").read_text())
+    assert record["cwd"] == folder and record["argv"] == cmd[2:]
+
+
+def test_eval_missing_checkpoint_is_one_line(work):
+    proc = launch(top("run_eval_gpu.sh"), "data", "none.ckpt", "--model_dir", work["model"], cwd=work["job"])
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"run_eval_gpu.sh: error: CHECKPOINT_PATH '{work['job'] / 'none.ckpt'}' is not a file"
+
+
+# --------------------------------------------------------------------------- GPU, CPU
+def test_gpu_dry_run_prints_mpirun_with_n_processes(work):
+    job = work["job"]
+    proc = launch(top("run_distribute_train_gpu.sh"), "data", 8, "cfg.yaml", "--model_dir", work["model"],
+                  "--dry_run", cwd=job)
+    assert proc.returncode == 0, proc.stderr
+    assert "RANK_SIZE=8 DEVICE_NUM=8" in proc.stdout
+    (line,) = launch_lines(proc.stdout)
+    label, env, folder, cmd, log = parse_line(line)
+    assert (label, folder, log) == ("mpirun", str(job / "train_parallel"), str(job / "train_parallel" / "log"))
+    assert cmd[:3] == ["mpirun", "-n", "8"] and "--allow-run-as-root" in cmd
+    entry = cmd.index(str(work["model"] / "train.py"))
+    assert cmd[entry - 1] == sys.executable
+    assert option(cmd, "--device_target") == "GPU" and option(cmd, "--run_distribute") == "True"
+    assert not (job / "train_parallel").exists()
+
+
+def test_gpu_launch_runs_the_printed_mpirun(work, tmp_path):
+    """A stand-in mpirun on PATH receives exactly the printed command, in the printed folder."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    mpirun = fake_bin / "mpirun"
+    mpirun.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                      f"json.dump({{'cwd': os.getcwd(), 'argv': sys.argv[1:]}}, open({str(tmp_path / 'mpirun.json')!r}, 'w'))\n")
+    mpirun.chmod(mpirun.stat().st_mode | stat.S_IEXEC)
+    env = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    args = ("data", 4, "--model_dir", work["model"])
+    dry = launch(top("run_distribute_train_gpu.sh"), *args, "--dry_run", cwd=work["job"], env=env)
+    real = launch(top("run_distribute_train_gpu.sh"), *args, cwd=work["job"], env=dict(env, WAIT_JOBS="1"))
+    assert real.returncode == 0, real.stderr
+    _, _, folder, cmd, _ = parse_line(launch_lines(dry.stdout)[0])
+    record = json.loads((tmp_path / "mpirun.json").read_text())
+    assert record == {"cwd": folder, "argv": cmd[1:]}
+
+
+def test_cpu_dry_run_prints_msrun(work):
+    job = work["job"]
+    proc = launch(top("run_distribute_train_cpu.sh"), "data", 2, "cfg.yaml", "--model_dir", work["model"],
+                  "--dry_run", cwd=job, env={"MASTER_PORT": "9123"})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = launch_lines(proc.stdout)
+    label, env, folder, cmd, log = parse_line(line)
+    assert (label, folder, log) == ("msrun", str(job / "train_parallel"), None)
+    assert cmd[:7] == ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", "9123"]
+    assert option(cmd, "--log_dir") == str(job / "train_parallel" / "msrun_log")
+    assert "--join=True" in cmd
+    assert cmd[cmd.index("--join=True") + 1] == str(work["model"] / "train.py")
+    assert option(cmd, "--device_target") == "CPU" and option(cmd, "--run_distribute") == "True"
+    assert not (job / "train_parallel").exists()
+
+
+def test_cpu_rejects_a_bad_port(work):
+    proc = launch(top("run_distribute_train_cpu.sh"), "data", 2, "--model_dir", work["model"], "--dry_run",
+                  cwd=work["job"], env={"MASTER_PORT": "80"})
+    assert proc.returncode != 0 and "MASTER_PORT must be 1024..65535" in proc.stderr
+
+
+# --------------------------------------------------------------------------- model wrappers
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("script", LAUNCHERS)
+def test_model_wrappers_choose_their_model_and_default_config(work, model, script):
+    """Each <model>/scripts/run_*.sh runs the top-level script on its own model folder with its
+    default config (REFERENCE.md names): the dry run's command, or, where that file is not
+    written yet, the one-line error, names them."""
+    wrapper = os.path.join(ROOT, model, "scripts", script)
+    args = {"run_distribute_train.sh": ("rank_table_8p.json", "data", 8), "run_eval.sh": ("data", "net.ckpt"),
+            "run_eval_gpu.sh": ("data", "net.ckpt"), "run_distribute_train_gpu.sh": ("data", 8),
+            "run_distribute_train_cpu.sh": ("data", 2)}.get(script, ("data",))
+    proc = launch(wrapper, *args, "--dry_run", cwd=work["job"], env={"MODEL_DIR": ""})
+    entry = os.path.join(ROOT, model, "eval.py" if "eval" in script else "train.py")
+    config = os.path.join(ROOT, DEFAULT_CONFIGS[model])
+    if proc.returncode != 0:
+        first_missing = entry if not os.path.isfile(entry) else config
+        assert proc.stderr.strip().endswith(f"'{first_missing}' is not a file"), proc.stderr
+        return
+    lines = launch_lines(proc.stdout)
+    assert lines and all(f" {entry} " in ln and f"--config_path {config} " in ln for ln in lines)
