@@ -2,8 +2,8 @@
 
 The nets keep the source frameworks' dotted names, so one rule covers every family:
 BatchNorm's torch ``weight/bias/running_mean/running_var`` or paddle ``weight/bias/_mean/_variance``
-become MindSpore's ``gamma/beta/moving_mean/moving_variance``; Linear weights stored
-``[in, out]`` (paddle) are transposed. A model can rename source keys first with a
+become MindSpore's ``gamma/beta/moving_mean/moving_variance``; 2-D (Linear) weights from
+paddle, stored ``[in, out]``, are transposed. A model can rename source keys first with a
 module-level ``SOURCE_KEY_MAPS = {source: fn}`` (``fn(key) -> our torch-style key or None``).
 Strict: every parameter of the net is filled with the right shape and every source key is
 used or explicitly ignored, otherwise ``ValueError`` lists what did not fit.
@@ -54,7 +54,10 @@ def convert_state_dict(state, net, source="torch", skip_prefixes=()):
         if new_key is None:
             ignored.append(key)
             continue
-        renamed[new_key] = (key, np.asarray(value))
+        value = np.asarray(value)
+        if source == "paddle" and value.ndim == 2:  # paddle Linear stores [in, out]; square ones too
+            value = np.ascontiguousarray(value.T)
+        renamed[new_key] = (key, value)
     params = {p.name: p for p in net.get_parameters()}
     out, missing, bad_shape, used = {}, [], [], set()
     for name, param in params.items():
@@ -84,8 +87,6 @@ def _skipped(name, skip_prefixes):
 def _fit_shape(value, shape):
     if value.shape == shape:
         return value
-    if value.ndim == 2 and value.T.shape == shape:  # paddle Linear: [in, out]
-        return np.ascontiguousarray(value.T)
     if value.size == int(np.prod(shape)) and value.squeeze().shape == tuple(s for s in shape if s != 1):
         return value.reshape(shape)  # Linear <-> 1x1-conv classifier
     return None

@@ -6,6 +6,7 @@ MindSpore ``.ckpt`` (protobuf, by suffix and as the fallback).
 """
 import json
 import os
+import pickle
 import struct
 
 import numpy as np
@@ -24,9 +25,11 @@ def sniff_format(path):
     if head[:4] == b"PK\x03\x04":
         return "torch"
     if head[:1] == b"\x80":
-        # a pickle: legacy (pre-zip) torch files start with torch's magic number, or carry torch suffixes
+        # a pickle: .pdparams is a pickled dict; legacy (pre-zip) torch files start with torch's
+        # magic number, and the torch reader explains that format
+        from common.weights.paddle_reader import looks_like_pdparams
         legacy_torch = head.startswith(_TORCH_LEGACY_MAGIC) or path.endswith(_TORCH_SUFFIXES)
-        return "torch" if legacy_torch else "paddle"
+        return "paddle" if looks_like_pdparams(path) and not legacy_torch else "torch"
     if len(head) >= 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
         if 0 < header_len < os.path.getsize(path):
@@ -35,8 +38,20 @@ def sniff_format(path):
 
 
 def read_state_dict(path):
-    """``(state, fmt)``: the file's tensors as numpy arrays and the format detected."""
+    """``(state, fmt)``: the file's tensors as numpy arrays and the format detected.
+
+    Readers' refusals (unsafe pickles, unreadable files) come back as ``WeightsError``."""
+    from common.convert import WeightsError
     fmt = sniff_format(path)
+    try:
+        return _read(path, fmt), fmt
+    except WeightsError:
+        raise
+    except (pickle.UnpicklingError, ValueError) as err:
+        raise WeightsError(str(err)) from err
+
+
+def _read(path, fmt):
     if fmt == "safetensors":
         from safetensors.numpy import load_file
         state = load_file(path)
@@ -48,7 +63,7 @@ def read_state_dict(path):
         state = read_pdparams(path)
     else:
         state = _read_mindspore(path)
-    return state, fmt
+    return state
 
 
 def _read_mindspore(path):
