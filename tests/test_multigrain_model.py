@@ -1,0 +1,104 @@
+"""MultiGrain network: parameter counts (card / torchvision ResNet-50), GeM against its closed form,
+outputs, the settable p, export heads."""
+import numpy as np
+import pytest
+
+import common  # noqa: F401  (CPU fast path before MindSpore runs)
+import mindspore as ms
+from common import create_model, list_models
+
+RESNET50_PARAMS_1000 = 25_557_032   # torchvision / ModelZoo ResNet-50, 1000 classes
+CARD_PARAMS = 25.5e6                # ModelZoo MultiGrain card: "25.5 M", 1001 classes
+
+
+@pytest.fixture
+def graph_mode():
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)
+
+
+def _count(net):
+    return sum(p.size for p in net.trainable_params())
+
+
+def test_registered_names_and_card_default_classes():
+    assert {"multigrain", "multigrain_resnet50"} <= set(list_models("multigrain*"))
+    from multigrain.src.multigrain import multigrain_resnet50
+    assert multigrain_resnet50().num_classes == 1001
+
+
+def test_param_count_matches_resnet50_and_card():
+    net = create_model("multigrain_resnet50", num_classes=1000)
+    # GeM's p is not trainable, so the count is exactly ResNet-50's.
+    assert _count(net) == RESNET50_PARAMS_1000
+    assert len(net.trainable_params()) == 161
+    card = create_model("multigrain", num_classes=1001)
+    assert _count(card) == RESNET50_PARAMS_1000 + 2048 + 1
+    assert abs(_count(card) - CARD_PARAMS) / CARD_PARAMS < 0.01
+
+
+def test_gem_p_is_a_non_trainable_parameter_saved_with_the_weights():
+    net = create_model("multigrain_resnet50", num_classes=10)
+    names = {p.name: p for p in net.get_parameters()}
+    assert "pool.p" in names and not names["pool.p"].requires_grad
+    assert "pool.p" not in {p.name for p in net.trainable_params()}
+    assert net.get_gem_p() == 3.0
+
+
+def test_gem_matches_closed_form():
+    from multigrain.src.gem import GeM
+    rng = np.random.RandomState(0)
+    x = rng.rand(2, 3, 4, 5).astype(np.float32) * 2 - 0.5      # some negatives: clamped to eps
+    clamped = np.maximum(x.astype(np.float64), 1e-6)
+    for p in (1.0, 3.0, 4.0):
+        gem = GeM(p=p)
+        expected = (clamped ** p).mean(axis=(2, 3)) ** (1 / p)
+        np.testing.assert_allclose(gem(ms.Tensor(x)).asnumpy(), expected, rtol=1e-4, atol=1e-6)
+    big = GeM(p=60.0)(ms.Tensor(x)).asnumpy()                   # p -> inf tends to max pooling
+    np.testing.assert_allclose(big, clamped.max(axis=(2, 3)), rtol=0.05)
+    with pytest.raises(ValueError):
+        GeM().set_p(0)
+
+
+def test_outputs_shapes_normalised_embedding_and_classifier_on_raw_pooling(graph_mode):
+    from multigrain.src.multigrain import EmbeddingHead, MultiGrainOutputs
+    net = create_model("multigrain_resnet50", num_classes=7)
+    net.set_train(False)
+    x = ms.Tensor(np.random.RandomState(1).rand(2, 3, 64, 64).astype(np.float32))
+    logits = net(x).asnumpy()
+    out, emb = (t.asnumpy() for t in MultiGrainOutputs(net)(x))
+    assert logits.shape == (2, 7) and emb.shape == (2, 2048) and np.isfinite(logits).all()
+    np.testing.assert_allclose(out, logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(EmbeddingHead(net)(x).asnumpy(), emb, rtol=1e-5, atol=1e-6)
+    # The classifier sees the un-normalised pooled feature: fc(raw) == logits.
+    raw = net.forward_head(net.forward_features(x), pre_logits=True).asnumpy()
+    weight, bias = net.end_point.weight.asnumpy(), net.end_point.bias.asnumpy()
+    np.testing.assert_allclose(raw @ weight.T + bias, logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), emb, atol=1e-4)
+
+
+def test_set_gem_p_changes_a_compiled_graph(graph_mode):
+    from multigrain.src.multigrain import EmbeddingHead
+    net = create_model("multigrain_resnet50", num_classes=3)
+    net.set_train(False)
+    head = EmbeddingHead(net)
+    x = ms.Tensor(np.random.RandomState(2).rand(1, 3, 64, 64).astype(np.float32))  # 2x2 before pooling
+    at3 = head(x).asnumpy()
+    net.set_gem_p(4.0)
+    at4 = head(x).asnumpy()
+    assert net.get_gem_p() == 4.0
+    assert np.abs(at4 - at3).max() > 1e-4
+    net.set_gem_p(3.0)
+    np.testing.assert_allclose(head(x).asnumpy(), at3, rtol=1e-5, atol=1e-6)
+
+
+def test_reset_classifier_zero_returns_pooled_features():
+    net = create_model("multigrain_resnet50", num_classes=5)
+    net.reset_classifier(0)
+    net.set_train(False)
+    x = ms.Tensor(np.zeros((1, 3, 32, 32), np.float32))
+    assert net(x).shape == (1, net.num_features)
+    assert net.get_classifier() is net.end_point
