@@ -1,0 +1,150 @@
+"""MultiGrain's hooks into the shared engine: card config keys, mix loss, repeated-augmentation
+sampler, THOR dispatch, retrieval evaluation and the exported head."""
+
+from common.config import Config, ConfigError
+from common.engine import TaskHooks
+from multigrain.src.thor import is_thor
+
+# Keys of the ModelZoo MultiGrain card (and this repo's MultiGrain additions) on top of common.config.
+EXTRA_DEFAULTS = {
+    # model / loss
+    "gem_p": (3.0, "GeM exponent used in training (the card: 3)"),
+    "eval_gem_p": (0.0, "GeM exponent for eval/export (e.g. 4 at 500 px); 0 keeps the checkpoint's"),
+    "mix_lambda": (0.5, "loss = mix_lambda * CE + (1 - mix_lambda) * margin loss (1: CE only)"),
+    "margin": (0.2, "margin of the margin loss"),
+    "beta_init": (1.2, "initial learnable boundary beta of the margin loss (no weight decay)"),
+    "sampling_cutoff": (0.5, "distance-weighted sampling: distances are clamped below this"),
+    "nonzero_loss_cutoff": (1.4, "distance-weighted sampling: negatives only closer than this"),
+    "use_label_smooth": (True, "card: label smoothing on/off (off sets label_smooth_factor 0)"),
+    "repeat_aug": (3, "repeated augmentation: copies of each image per batch (batch_size % it == 0)"),
+    # card schedules (lr_decay_mode '' = use common lr_scheduler/lr keys)
+    "lr_decay_mode": ("", "card schedule for Momentum: Linear (warm-up to lr_init, linear to 0 at lr_end_epoch)"),
+    "lr_init": (0.05672, "card: peak lr (Linear) / initial lr (THOR)"),
+    "lr_decay": (4.9687, "card THOR: lr = lr_init * (1 - epoch / lr_end_epoch) ** lr_decay"),
+    "lr_end_epoch": (70, "card: epoch at which the lr schedule reaches 0"),
+    "lr_halve_epoch": (39, "THOR: lr halved from this epoch and again one epoch later (ModelZoo train.py)"),
+    "pretrain_epoch_size": (0, "THOR: epochs a --pretrained checkpoint already trained (schedules start there)"),
+    # THOR
+    "damping_init": (0.02345, "THOR damping at epoch 0"),
+    "damping_decay": (0.5467, "THOR: damping = damping_init * damping_decay ** (epoch / 10)"),
+    "frequency": (834, "THOR: steps between second-order (A/G inverse) updates"),
+    "split_indices": ([26, 53], "THOR: all-reduce groups of the 54 A/G matrices"),
+    # retrieval / export
+    "retrieval": (False, "eval: also report mAP and recall@1/5 on query_list against gallery_list"),
+    "query_list": ("query_list.txt", "retrieval queries (list file, relative to data_path)"),
+    "gallery_list": ("gallery_list.txt", "retrieval gallery (list file, relative to data_path)"),
+    "export_head": ("classifier", "export: classifier (logits) | embedding (normalised GeM embedding)"),
+}
+
+
+def check_config(cfg):
+    if cfg.repeat_aug < 1:
+        raise ConfigError(f"config error: repeat_aug must be >= 1, got {cfg.repeat_aug}")
+    if cfg.mix_lambda < 1.0 and cfg.repeat_aug < 2:
+        raise ConfigError("config error: the margin loss (mix_lambda < 1) needs repeat_aug >= 2 for positive pairs")
+    if not cfg.use_label_smooth:
+        cfg.label_smooth_factor = 0.0
+    if cfg.export_head not in ("classifier", "embedding"):
+        raise ConfigError(f"config error: export_head must be classifier or embedding, not '{cfg.export_head}'")
+    if cfg.lr_decay_mode and not is_thor(cfg):
+        _card_linear_to_common(cfg)
+
+
+def _card_linear_to_common(cfg):
+    """Express the card's Linear mode with common.lr's ``linear`` schedule, exactly.
+
+    Card (ModelZoo ``get_lr`` linear): 0 -> lr_init over warmup_epochs, then a straight line to 0
+    at lr_end_epoch, cut at epoch_size. common.lr's ``linear`` ends its line at epoch_size, so it
+    ends at the card line's value there: ``lr_init * (lr_end_epoch - epoch_size) / (lr_end_epoch - warmup)``."""
+    if str(cfg.lr_decay_mode).lower() != "linear":
+        raise ConfigError(f"config error: lr_decay_mode '{cfg.lr_decay_mode}' is not a card mode; use Linear, "
+                          f"or leave it empty and set lr_scheduler")
+    if cfg.pretrain_epoch_size:
+        raise ConfigError("config error: pretrain_epoch_size applies to THOR; for Momentum resume with --resume")
+    if not cfg.warmup_epochs < cfg.epoch_size <= cfg.lr_end_epoch:
+        raise ConfigError("config error: Linear needs warmup_epochs < epoch_size <= lr_end_epoch")
+    span = cfg.lr_end_epoch - cfg.warmup_epochs
+    cfg.lr_scheduler, cfg.lr, cfg.warmup_lr = "linear", float(cfg.lr_init), 0.0
+    cfg.min_lr = float(cfg.lr_init) * (cfg.lr_end_epoch - cfg.epoch_size) / span
+
+
+def create_loss(cfg, net):
+    from multigrain.src.mix_loss import MixLoss
+    return MixLoss(cfg.num_classes, mix_lambda=cfg.mix_lambda, smooth_factor=cfg.label_smooth_factor,
+                   repeat=max(cfg.repeat_aug, 2), margin=cfg.margin, beta_init=cfg.beta_init,
+                   cutoff=cfg.sampling_cutoff, nonzero_loss_cutoff=cfg.nonzero_loss_cutoff, seed=cfg.seed)
+
+
+def create_train_network(cfg, net, loss):
+    from multigrain.src.mix_loss import MultiGrainWithLoss
+    net.set_gem_p(cfg.gem_p)
+    return MultiGrainWithLoss(net, loss)
+
+
+def create_train_sampler(cfg, rank, group_size, num_samples):
+    from multigrain.src.sampler import RepeatedAugSampler
+    try:
+        return RepeatedAugSampler(num_samples, repeat=cfg.repeat_aug, num_shards=group_size, shard_id=rank,
+                                  seed=cfg.seed, batch_size=cfg.batch_size)
+    except ValueError as err:
+        raise ConfigError(f"config error: {err}") from None
+
+
+def _apply_eval_gem_p(cfg, net):
+    if cfg.eval_gem_p > 0:
+        net.set_gem_p(cfg.eval_gem_p)
+
+
+def export_network(cfg, net):
+    from multigrain.src.multigrain import EmbeddingHead
+    _apply_eval_gem_p(cfg, net)
+    return EmbeddingHead(net) if cfg.export_head == "embedding" else net
+
+
+def extract(net, dataset):
+    """(logits, normalised embeddings, labels) as numpy arrays, one forward pass per batch."""
+    import numpy as np
+    from multigrain.src.multigrain import MultiGrainOutputs
+    cell = MultiGrainOutputs(net)
+    cell.set_train(False)
+    logits, embeddings, labels = [], [], []
+    for image, label in dataset.create_tuple_iterator():
+        out, emb = cell(image)
+        logits.append(out.asnumpy())
+        embeddings.append(emb.asnumpy())
+        labels.append(label.asnumpy())
+    return np.concatenate(logits), np.concatenate(embeddings), np.concatenate(labels)
+
+
+def retrieval_eval(cfg, net):
+    """mAP and recall@1/5 of ``query_list`` against ``gallery_list`` (same label = relevant)."""
+    from common.data import create_dataset
+    from multigrain.src.retrieval import retrieval_metrics
+    _apply_eval_gem_p(cfg, net)
+    splits = {}
+    for name in ("query", "gallery"):
+        split_cfg = Config(cfg, cls_label_path_val=cfg[f"{name}_list"])
+        _, embeddings, labels = extract(net, create_dataset(split_cfg, "val"))
+        splits[name] = (embeddings, labels)
+    result = retrieval_metrics(*splits["query"], *splits["gallery"], ks=(1, 5))
+    shown = {k: round(result[k], 4) for k in ("mAP", "recall@1", "recall@5")}
+    print(f"retrieval: {shown} queries= {len(splits['query'][1])} gallery= {len(splits['gallery'][1])} "
+          f"gem_p= {net.get_gem_p():g}", flush=True)
+    return result
+
+
+def after_eval(cfg, net, result):
+    if cfg.retrieval:
+        result.update(retrieval_eval(cfg, net))
+
+
+def train(cfg, hooks):
+    """THOR configs take the THOR loop, everything else the shared trainer."""
+    from common import engine
+    from multigrain.src.thor import train_thor
+    return train_thor(cfg, hooks) if is_thor(cfg) else engine.train(cfg, hooks)
+
+
+HOOKS = TaskHooks(extra_defaults=EXTRA_DEFAULTS, create_loss=create_loss, create_train_network=create_train_network,
+                  create_train_sampler=create_train_sampler, export_network=export_network,
+                  check_config=check_config, after_eval=after_eval)
