@@ -21,7 +21,8 @@ DEFAULTS = {
     "device_target": ("CPU", "CPU | GPU | Ascend"),
     "mode": ("GRAPH", "GRAPH or PYNATIVE"),
     "seed": (1, "random seed"),
-    "deterministic": (False, "seeded, single-worker, unshuffled-order-stable input pipeline (for exact resume)"),
+    "deterministic": (False, "single-worker input pipeline whose order, augmentation and mixing depend only on "
+                             "(seed, epoch): a resumed run repeats an uninterrupted one exactly"),
     "run_distribute": (False, "data-parallel over all launched ranks"),
     "device_id": (0, "device id for GPU/Ascend (DEVICE_ID env wins when set)"),
     "output_dir": ("./output", "checkpoints, logs, exported files"),
@@ -50,6 +51,10 @@ DEFAULTS = {
     "ratio": ([0.75, 1.3333333], "random-resized-crop aspect range"),
     "auto_augment": ("", "'' | autoaugment | randaugment[-m9-n2]"),
     "re_prob": (0.0, "random erasing probability"),
+    "mixup": (0.0, "mixup alpha (lam ~ Beta(alpha, alpha)); 0 = off; Paddle use_mix: True gives 0.2"),
+    "cutmix": (0.0, "cutmix alpha; 0 = off"),
+    "mix_prob": (1.0, "probability that a batch is mixed (when mixup or cutmix is on)"),
+    "switch_prob": (0.5, "with mixup and cutmix both on: probability of cutmix for a batch"),
     # optimisation
     "optimizer": ("momentum", "momentum | adamw"),
     "momentum": (0.9, "SGD momentum"),
@@ -65,13 +70,14 @@ DEFAULTS = {
     "poly_power": (2.0, "poly exponent"),
     "epoch_size": (120, "training epochs"),
     "label_smooth_factor": (0.0, "label smoothing"),
-    "amp_level": ("O0", "O0 | O2 | O3 mixed precision"),
+    "amp_level": ("O0", "mixed precision: O0 (fp32) | O2 (fp16, BatchNorm and loss fp32) | O3 (all fp16)"),
     "loss_scale": (1.0, "loss scale (fixed) or the initial one (dynamic)"),
     "loss_scale_mode": ("fixed", "fixed | dynamic"),
     "drop_rate": (0.0, "dropout before the classifier"),
+    "ema_decay": (0.0, "EMA of the weights, e.g. 0.9998; 0 = off; evaluated, saved as ema_best.ckpt / ema-E_S.ckpt"),
     # checkpoints and evaluation
     "pretrained": ("", "weights to start from (.ckpt/.safetensors/.pth/.pdparams); another head is re-initialised"),
-    "resume": ("", "training checkpoint to resume (weights, optimizer, epoch)"),
+    "resume": ("", "training checkpoint to resume (weights, optimizer state, EMA, epoch, step); wins over pretrained"),
     "save_checkpoint": (True, "save checkpoints"),
     "save_checkpoint_epochs": (1, "save every N epochs"),
     "keep_checkpoint_max": (5, "keep the newest N periodic checkpoints"),
@@ -89,12 +95,31 @@ DEFAULTS = {
     "topk": (5, "top-k for predict"),
 }
 
-# PaddleClas DLA names -> ours (so a Paddle user's values carry over). image_shape [3,H,W] -> H.
+# PaddleClas DLA names -> ours (so a Paddle user's values carry over); the nested sections of a
+# PaddleClas yaml (ARCHITECTURE, LEARNING_RATE, OPTIMIZER, TRAIN, VALID) are translated by
+# common.paddle_config. ``topk`` has the same name in both.
 ALIASES = {"classes_num": "num_classes", "epochs": "epoch_size", "ls_epsilon": "label_smooth_factor",
            "pretrained_model": "pretrained", "checkpoints": "resume", "save_interval": "save_checkpoint_epochs",
            "valid_interval": "eval_interval", "validate": "eval_during_train", "model_save_dir": "output_dir",
-           "image_shape": "image_size"}
-_ALIAS_VALUE = {"image_shape": lambda v: int(v[-1]) if isinstance(v, (list, tuple)) else int(v)}
+           "image_shape": "image_size", "use_mix": "mixup"}
+PADDLE_MIXUP_ALPHA = 0.2  # PaddleClas's MixupOperator alpha in its ImageNet configs
+
+
+def _paddle_bool(value):
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes")
+
+
+# image_shape [3,H,W] -> H; use_mix: True -> mixup alpha 0.2; ls_epsilon -1 (Paddle's "off") -> 0.
+_ALIAS_VALUE = {"image_shape": lambda v: int(v[-1]) if isinstance(v, (list, tuple)) else int(v),
+                "use_mix": lambda v: PADDLE_MIXUP_ALPHA if _paddle_bool(v) else 0.0,
+                "ls_epsilon": lambda v: max(float(v), 0.0)}
+# Paddle keys without an effect here, accepted so that a Paddle yaml loads: key -> why.
+PADDLE_IGNORED = {"total_images": "the image count comes from the data",
+                  "last_epoch": "the epoch to continue after is read from the --resume checkpoint",
+                  "use_distillation": "no distillation here (True is refused)"}
+# Paddle's ``mode`` is the run mode (train/valid/...), ours the MindSpore execution mode.
+PADDLE_RUN_MODES = ("train", "valid", "eval", "test", "infer")
+EXECUTION_MODES = ("GRAPH", "PYNATIVE")
 
 
 class ConfigError(SystemExit):
@@ -155,6 +180,12 @@ def _coerce(key, value, default):
 
 def _apply(cfg, defaults, items, where):
     for key, value in items:
+        if key in PADDLE_IGNORED:
+            if key == "use_distillation" and _paddle_bool(value):
+                raise ConfigError(f"config error: use_distillation: True in {where}: distillation is not supported")
+            continue
+        if key == "mode" and str(value).lower() in PADDLE_RUN_MODES:
+            continue  # PaddleClas run mode: the script you run decides that here
         if key in ALIASES:
             if key in _ALIAS_VALUE:
                 value = _ALIAS_VALUE[key](yaml.safe_load(value) if isinstance(value, str) else value)
@@ -162,6 +193,8 @@ def _apply(cfg, defaults, items, where):
         if key not in defaults:
             raise ConfigError(f"config error: unknown key '{key}' in {where}{_closest(key, defaults)}")
         cfg[key] = _coerce(key, value, defaults[key][0])
+        if key == "mode" and cfg.mode.upper() not in EXECUTION_MODES:
+            raise ConfigError(f"config error: mode must be GRAPH or PYNATIVE, not '{cfg.mode}' (in {where})")
 
 
 def load_yaml(path):
@@ -183,15 +216,28 @@ def create_parser(defaults, default_config=""):
     for key, (default, help_text) in defaults.items():
         parser.add_argument(f"--{key}", default=None, metavar=type(default).__name__.upper(),
                             help=f"{help_text} (default {default!r})")
-    for alias, target in ALIASES.items():
+    for alias in [*ALIASES, *PADDLE_IGNORED]:
         parser.add_argument(f"--{alias}", default=None, help=argparse.SUPPRESS, dest=f"alias__{alias}")
     return parser
 
 
+def _model_keys(argv, default_config):
+    """Keys the chosen model's family adds (the model from --model, else the yaml, else the default)."""
+    from common.registry import model_config_keys
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config_path", default=default_config)
+    pre.add_argument("--model", default=None)
+    known, _ = pre.parse_known_args(argv)
+    model = known.model
+    if model is None and known.config_path and os.path.isfile(known.config_path):
+        model = load_yaml(known.config_path).get("model")
+    return model_config_keys(model or DEFAULTS["model"][0])
+
+
 def parse_args(argv=None, default_config="", extra_defaults=None):
-    """Build the config: DEFAULTS (+ a model's ``extra_defaults``) < yaml < command line."""
-    defaults = dict(DEFAULTS, **(extra_defaults or {}))
+    """Build the config: DEFAULTS (+ the model family's CONFIG_KEYS and ``extra_defaults``) < yaml < command line."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    defaults = dict(DEFAULTS, **_model_keys(argv, default_config), **(extra_defaults or {}))
     parser = create_parser(defaults, default_config)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -199,7 +245,9 @@ def parse_args(argv=None, default_config="", extra_defaults=None):
         raise ConfigError(f"config error: unknown option '--{bad}'{_closest(bad, defaults)}")
     cfg = Config({k: v[0] for k, v in defaults.items()})
     if args.config_path:
-        _apply(cfg, defaults, load_yaml(args.config_path).items(), args.config_path)
+        from common.paddle_config import flatten_paddle_sections
+        _apply(cfg, defaults, flatten_paddle_sections(load_yaml(args.config_path), args.config_path),
+               args.config_path)
     cli = [(k[len("alias__"):] if k.startswith("alias__") else k, v)
            for k, v in vars(args).items() if v is not None and k != "config_path"]
     _apply(cfg, defaults, cli, "the command line")

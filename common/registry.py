@@ -2,6 +2,7 @@
 import difflib
 import fnmatch
 import logging
+import sys
 
 _MODELS = {}
 _logger = logging.getLogger(__name__)
@@ -49,6 +50,14 @@ def model_entrypoint(name):
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"Unknown model '{name}'.{hint} Valid models: {', '.join(names)}")
     return _MODELS[name]
+
+
+def model_config_keys(name):
+    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help)}`` in its model module."""
+    if name not in list_models():
+        return {}
+    module = sys.modules.get(_MODELS[name].__module__)
+    return dict(getattr(module, "CONFIG_KEYS", {}))
 
 
 def create_model(name, num_classes=1000, checkpoint_path="", **kwargs):

@@ -1,0 +1,59 @@
+"""Convert foreign weights to a MindSpore checkpoint for one of our models.
+
+    python scripts/convert_weights.py SRC OUT.ckpt --arch NAME [--num_classes N]
+
+SRC: timm ``.safetensors`` / ``.pth``, an official PeleeNet ``.pth.tar``, a PaddleClas
+``.pdparams`` (told apart by content, so a wrong suffix does not matter). Every parameter of
+NAME must be filled and every source key used (or known to be ignorable); otherwise nothing
+is written and the keys that did not fit are listed.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402,F401  (CPU fast path before MindSpore runs)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", help="weights file (.safetensors, .pth, .pth.tar, .pt, .pdparams)")
+    parser.add_argument("out", help="MindSpore checkpoint to write")
+    parser.add_argument("--arch", required=True, help="our model name, e.g. dla34, peleenet")
+    parser.add_argument("--num_classes", type=int, default=0, help="default: the source head's class count")
+    args = parser.parse_args(argv)
+
+    import mindspore as ms
+    from common.checkpoint import classifier_param_names, save_checkpoint_atomic
+    from common.convert import WeightsError, convert_state_dict
+    from common.registry import create_model, model_entrypoint
+    from common.weights import read_state_dict
+
+    try:
+        model_entrypoint(args.arch)
+        state, fmt = read_state_dict(args.src)
+        net = create_model(args.arch, num_classes=args.num_classes or _source_classes(state, args.arch))
+        source = {"safetensors": "torch"}.get(fmt, fmt)
+        weights = convert_state_dict(state, net, source)
+    except (WeightsError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    params = [{"name": name, "data": ms.Tensor(value)} for name, value in weights.items()]
+    save_checkpoint_atomic(params, args.out)
+    head = classifier_param_names(net)
+    print(f"converted {fmt} {args.src} -> {args.out}: {args.arch}, {len(weights)} tensors, "
+          f"{net.num_classes if hasattr(net, 'num_classes') else '?'} classes (head {', '.join(head)})")
+    return 0
+
+
+def _source_classes(state, arch):
+    """The class count of the source head (the bias of the last 1-D entry named like a classifier)."""
+    for key in reversed(list(state)):
+        leaf = key.rsplit(".", 1)
+        if leaf[-1] == "bias" and leaf[0].split(".")[-1] in ("fc", "classifier", "head", "out"):
+            return int(state[key].shape[0])
+    raise ValueError(f"cannot tell the class count of the classifier in the source for {arch}; pass --num_classes")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
