@@ -53,6 +53,8 @@ def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=
 def _device_id(device_id, device_target):
     if device_target == "CPU":
         return None
-    if device_id is None:
-        device_id = os.environ.get("DEVICE_ID", 0)
-    return int(device_id)
+    # The launchers export DEVICE_ID per rank (mpirun's local rank on GPU): it wins over the config.
+    env_id = os.environ.get("DEVICE_ID", "")
+    if env_id.strip():
+        return int(env_id)
+    return int(device_id or 0)
