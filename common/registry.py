@@ -53,11 +53,14 @@ def model_entrypoint(name):
 
 
 def model_config_keys(name):
-    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help)}`` in its model module."""
+    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help)}`` in its model module
+    or its ``src`` package."""
     if name not in list_models():
         return {}
-    module = sys.modules.get(_MODELS[name].__module__)
-    return dict(getattr(module, "CONFIG_KEYS", {}))
+    module_name = _MODELS[name].__module__
+    package = sys.modules.get(module_name.rsplit(".", 1)[0])
+    module = sys.modules.get(module_name)
+    return dict(getattr(module, "CONFIG_KEYS", None) or getattr(package, "CONFIG_KEYS", {}))
 
 
 def create_model(name, num_classes=1000, checkpoint_path="", **kwargs):
