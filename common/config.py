@@ -160,6 +160,11 @@ def _coerce(key, value, default):
             pass
         if isinstance(default, list) and isinstance(value, str) and "," in value:
             value = [yaml.safe_load(v) for v in value.split(",")]
+    if isinstance(default, float) and isinstance(value, str):
+        try:  # PyYAML reads 1e-4 / 1e30 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     expected = type(default)
     ok = (isinstance(value, bool) if expected is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else
