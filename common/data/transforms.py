@@ -1,13 +1,17 @@
 """Train and eval image transforms (``mindspore.dataset.vision``), shared by train/eval/predict."""
+import re
+
 import mindspore.dataset.vision as vision
 from mindspore.dataset.vision import Inter
+
+from common.config import ConfigError
 
 _INTERPOLATION = {"bilinear": Inter.BILINEAR, "bicubic": Inter.BICUBIC, "nearest": Inter.NEAREST}
 
 
 def _interpolation(name):
     if name not in _INTERPOLATION:
-        raise ValueError(f"interpolation must be one of {', '.join(_INTERPOLATION)}, not '{name}'")
+        raise ConfigError(f"config error: interpolation must be one of {', '.join(_INTERPOLATION)}, not '{name}'")
     return _INTERPOLATION[name]
 
 
@@ -23,6 +27,9 @@ def create_transforms(cfg, is_training):
     if not is_training:
         return [vision.Resize(eval_resize_size(size, cfg.crop_pct), inter), vision.CenterCrop(size),
                 normalize, vision.HWC2CHW()]
+    for key in ("hflip", "re_prob"):
+        if not 0.0 <= cfg[key] <= 1.0:
+            raise ConfigError(f"config error: '{key}' is a probability in [0, 1], got {cfg[key]}")
     ops = [vision.RandomResizedCrop(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), interpolation=inter)]
     if cfg.hflip > 0:
         ops.append(vision.RandomHorizontalFlip(cfg.hflip))
@@ -33,13 +40,24 @@ def create_transforms(cfg, is_training):
     return ops
 
 
+RANDAUGMENT_BINS = 31  # MindSpore's RandAugment default num_magnitude_bins: magnitude 0..30
+_RANDAUGMENT = re.compile(r"randaugment((?:-[mn]\d+)*)")
+
+
 def _auto_augment(spec, inter):
-    """'' | 'autoaugment' (ImageNet policy) | 'randaugment[-mM-nN]' (magnitude M, N ops)."""
+    """'' | 'autoaugment' (ImageNet policy) | 'randaugment[-mM][-nN]' (magnitude M, default 9;
+    N ops per image, default 2)."""
     if not spec:
         return []
     if spec == "autoaugment":
         return [vision.AutoAugment(vision.AutoAugmentPolicy.IMAGENET, interpolation=inter)]
-    if spec.startswith("randaugment"):
-        args = {part[0]: int(part[1:]) for part in spec.split("-")[1:] if part[:1] in ("m", "n")}
-        return [vision.RandAugment(num_ops=args.get("n", 2), magnitude=args.get("m", 9), interpolation=inter)]
-    raise ValueError(f"auto_augment must be '', 'autoaugment' or 'randaugment[-m9-n2]', not '{spec}'")
+    match = _RANDAUGMENT.fullmatch(spec)
+    if not match:
+        raise ConfigError(f"config error: auto_augment must be '', 'autoaugment' or 'randaugment[-mM][-nN]' "
+                          f"(e.g. randaugment-m9-n2), not '{spec}'")
+    args = {part[0]: int(part[1:]) for part in match.group(1).split("-")[1:]}
+    magnitude, num_ops = args.get("m", 9), args.get("n", 2)
+    if magnitude >= RANDAUGMENT_BINS or num_ops < 1:
+        raise ConfigError(f"config error: auto_augment '{spec}': magnitude must be 0..{RANDAUGMENT_BINS - 1} "
+                          f"and the number of ops >= 1")
+    return [vision.RandAugment(num_ops=num_ops, magnitude=magnitude, interpolation=inter)]
