@@ -1,4 +1,8 @@
-"""Training callbacks: progress line, periodic safe checkpoints, eval with best checkpoint."""
+"""Training callbacks: progress line, periodic safe checkpoints, eval with best checkpoint.
+
+On resume ``Model.train(initial_epoch=k)`` restarts ``cur_step_num`` at 0 and sets ``epoch_num``
+to the epochs left; ``RunCounters`` (first in the list) makes both whole-run counts again, so
+the other callbacks index the lr schedule, name checkpoints and find the last epoch correctly."""
 import glob
 import math
 import os
@@ -25,6 +29,24 @@ def _loss_value(outputs):
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or inf: training is stopped, the last good checkpoint is kept."""
+
+
+class RunCounters(Callback):
+    """Whole-run step/epoch counters in ``cb_params`` after a resume at ``initial_epoch``."""
+
+    def __init__(self, initial_epoch=0):
+        super().__init__()
+        self.initial_epoch = int(initial_epoch)
+
+    def on_train_begin(self, run_context):
+        cb = run_context.original_args()
+        cb.cur_step_num = self.initial_epoch * cb.batch_num
+        cb.epoch_num = cb.epoch_num + self.initial_epoch
+
+
+def _first_non_finite(params):
+    """Name of the first parameter holding NaN/inf, or None."""
+    return next((p.name for p in params if not np.isfinite(p.asnumpy()).all()), None)
 
 
 class ProgressLogger(Callback):
@@ -78,14 +100,16 @@ class ProgressLogger(Callback):
 
 class CheckpointSaver(Callback):
     """Every ``interval`` epochs, save the whole train network (weights + optimizer state) with
-    the epoch/step counters, atomically, keeping the newest ``keep_max``. Rank 0 only unless
-    ``all_ranks``."""
+    the epoch/step counters (and the EMA averages as ``ema.*``), atomically, keeping the newest
+    ``keep_max``; with ``ema`` also ``ema-E_S.ckpt`` (the averaged weights alone). Weights that
+    are no longer finite are never saved. Rank 0 only."""
 
-    def __init__(self, directory, prefix, interval=1, keep_max=5, rank=0, extra_saves=()):
+    def __init__(self, directory, prefix, interval=1, keep_max=5, rank=0, extra_saves=(), ema=None):
         super().__init__()
         self.directory, self.prefix = directory, prefix
         self.interval, self.keep_max, self.rank = max(1, interval), keep_max, rank
-        self.extra_saves = extra_saves  # callables (cb_params, epoch) run after each save, e.g. EMA
+        self.extra_saves = extra_saves  # callables (cb_params, epoch) run after each save
+        self.ema = ema
         os.makedirs(directory, exist_ok=True)
 
     def on_train_epoch_end(self, run_context):
@@ -93,47 +117,94 @@ class CheckpointSaver(Callback):
         epoch = cb.cur_epoch_num
         if self.rank != 0 or (epoch % self.interval and epoch != cb.epoch_num):
             return
-        path = os.path.join(self.directory, f"{self.prefix}-{epoch}_{cb.batch_num}.ckpt")
+        bad = _first_non_finite(cb.train_network.get_parameters())
+        if bad:
+            raise NonFiniteLoss(f"parameter {bad} is not finite after epoch {epoch}: training stopped; "
+                                f"the last good checkpoint is kept")
         counters = {"epoch_num": epoch, "step_num": cb.cur_step_num}
-        save_checkpoint_atomic(cb.train_network, path, append_dict=counters)
+        if self.ema is not None:
+            counters.update(self.ema.state())
+        save_checkpoint_atomic(cb.train_network, self._path(self.prefix, epoch, cb.batch_num), append_dict=counters)
+        if self.ema is not None:
+            save_checkpoint_atomic(self.ema.as_weights(), self._path("ema", epoch, cb.batch_num),
+                                   append_dict={"epoch_num": epoch})
         for save in self.extra_saves:
             save(cb, epoch)
-        self._prune()
+        self._prune(self.prefix)
+        if self.ema is not None:
+            self._prune("ema")
 
-    def _prune(self):
-        found = glob.glob(os.path.join(self.directory, f"{self.prefix}-*_*.ckpt"))
+    def _path(self, prefix, epoch, steps):
+        return os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")
+
+    def _prune(self, prefix):
+        found = glob.glob(os.path.join(self.directory, f"{prefix}-*_*.ckpt"))
         found.sort(key=os.path.getmtime)
         for old in found[:-self.keep_max] if self.keep_max > 0 else []:
             os.remove(old)
 
 
+class _BestTracker:
+    """Best value of the metric so far, its epoch, every result, and the file keeping it."""
+
+    def __init__(self, file_name, label):
+        self.file_name, self.label = file_name, label
+        self.best, self.best_epoch, self.history = -1.0, 0, []
+
+    def restore(self, path, metric):
+        """Take the best so far from an earlier run's file (resume into the same directory)."""
+        if os.path.isfile(path):
+            state = ms.load_checkpoint(path, choice_func=lambda name: name in (metric, "epoch_num"))
+            if metric in state:
+                self.best = float(state[metric].asnumpy())
+                self.best_epoch = int(state["epoch_num"].asnumpy())
+
+
 class EvalCallback(Callback):
-    """Evaluate every ``interval`` epochs; keep ``best.ckpt`` (network weights) on rank 0."""
+    """Evaluate every ``interval`` epochs; keep ``best.ckpt`` (network weights) on rank 0.
+
+    With ``ema`` the averaged weights are evaluated too (swapped into the network) and the best
+    of them kept as ``ema_best.ckpt``."""
 
     def __init__(self, model, dataset, net, directory, interval=1, rank=0, metric="top_1_accuracy",
-                 print_fn=print):
+                 print_fn=print, ema=None):
         super().__init__()
         self.model, self.dataset, self.net = model, dataset, net
         self.directory, self.interval, self.rank, self.metric = directory, max(1, interval), rank, metric
-        self.best = -1.0
-        self.best_epoch = 0
         self.print = print_fn
-        self.history = []
+        self.ema = ema
+        self.plain, self.averaged = _BestTracker("best.ckpt", ""), _BestTracker("ema_best.ckpt", " (ema)")
+        os.makedirs(directory, exist_ok=True)
+
+    # the plain weights' record, as before EMA existed
+    best = property(lambda self: self.plain.best)
+    best_epoch = property(lambda self: self.plain.best_epoch)
+    history = property(lambda self: self.plain.history)
+
+    def on_train_begin(self, run_context):
+        if run_context.original_args().cur_step_num:  # resumed (see RunCounters): earlier bests count
+            for track in (self.plain, self.averaged):
+                track.restore(os.path.join(self.directory, track.file_name), self.metric)
 
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
         epoch = cb.cur_epoch_num
         if epoch % self.interval and epoch != cb.epoch_num:
             return
+        self._evaluate(epoch, self.plain)
+        if self.ema is not None:
+            with self.ema.swapped():
+                self._evaluate(epoch, self.averaged)
+
+    def _evaluate(self, epoch, track):
         result = self.model.eval(self.dataset, dataset_sink_mode=False)
-        self.history.append((epoch, result))
-        value = result[self.metric]
-        if value > self.best:
-            self.best, self.best_epoch = value, epoch
+        track.history.append((epoch, result))
+        if result[self.metric] > track.best:
+            track.best, track.best_epoch = result[self.metric], epoch
             if self.rank == 0:
-                save_checkpoint_atomic(self.net, os.path.join(self.directory, "best.ckpt"),
-                                       append_dict={"epoch_num": epoch})
+                save_checkpoint_atomic(self.net, os.path.join(self.directory, track.file_name),
+                                       append_dict={"epoch_num": epoch, self.metric: float(track.best)})
         if self.rank == 0:
             metrics = ", ".join(f"{k}: {v:.4f}" for k, v in result.items())
-            self.print(f"epoch: {epoch} eval: {metrics}, best {self.metric}: {self.best:.4f} "
-                       f"(epoch {self.best_epoch})", flush=True)
+            self.print(f"epoch: {epoch} eval{track.label}: {metrics}, best {self.metric}: {track.best:.4f} "
+                       f"(epoch {track.best_epoch})", flush=True)

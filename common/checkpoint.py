@@ -26,7 +26,10 @@ def load_weights(net, path, arch=None, allow_new_head=False):
 
     With ``allow_new_head`` a classifier of another class count is left re-initialised and the
     skipped keys are logged (finetuning); otherwise any mismatch raises ``ValueError`` naming it.
-    Returns the list of parameter names left as initialised."""
+    Returns the list of parameter names left as initialised. A Paddle path given without its
+    suffix (``pretrained_model: ./DLA34_pretrained``) finds the ``.pdparams`` file."""
+    if not os.path.exists(path) and os.path.isfile(path + ".pdparams"):
+        path += ".pdparams"
     state, fmt = read_state_dict(path)
     head = classifier_param_names(net) if allow_new_head else []
     if fmt == "mindspore":
@@ -76,12 +79,23 @@ def _match_native(state, net, head, path, arch):
 
 
 def save_checkpoint_atomic(save_obj, path, append_dict=None):
-    """``ms.save_checkpoint`` into a hidden temporary file, then rename: a kill mid-save keeps
-    the previous file intact (rename is atomic on one filesystem)."""
+    """``ms.save_checkpoint`` into a hidden temporary file, flushed to disk, then renamed over
+    ``path``: a kill (or power loss) mid-save keeps the previous file intact (rename is atomic on
+    one filesystem). MindSpore's own save deletes the target before writing, hence the detour."""
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{base[:-5] if base.endswith('.ckpt') else base}.tmp.ckpt")
     ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
+    _fsync(tmp)
     os.replace(tmp, path)
+    _fsync(directory)
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_training_state(path):

@@ -84,9 +84,25 @@ def init_device(cfg):
     return init_context(cfg.device_target, cfg.mode, cfg.run_distribute, cfg.device_id, cfg.seed)
 
 
+# O0/O2/O3 train on CPU in MindSpore 2.10 (tests/test_recipe_amp.py), with a fixed loss scale
+# only: Model refuses a dynamic one (or overflow-dropping) on CPU. O1 is refused: it rewrites
+# the network with mindspore.rewrite, which fails on these models ("Input args are invalid.").
+AMP_LEVELS = ("O0", "O2", "O3")
+
+
 def _loss_scale_manager(cfg):
+    """(manager, the loss scale the optimizer divides by) for ``amp_level``/``loss_scale``/``loss_scale_mode``."""
     from mindspore.amp import DynamicLossScaleManager, FixedLossScaleManager
+    if cfg.amp_level not in AMP_LEVELS:
+        raise ConfigError(f"config error: amp_level must be one of {', '.join(AMP_LEVELS)}, not '{cfg.amp_level}'"
+                          + (" (O1 rewrites the network and fails on these models in MindSpore 2.10)"
+                             if cfg.amp_level == "O1" else ""))
+    if cfg.loss_scale < 1.0:
+        raise ConfigError(f"config error: loss_scale must be >= 1, got {cfg.loss_scale}")
     if cfg.loss_scale_mode == "dynamic":
+        if cfg.device_target == "CPU":
+            raise ConfigError("config error: loss_scale_mode dynamic is not supported on CPU by MindSpore "
+                              "(only a fixed loss scale); use --loss_scale_mode fixed")
         return DynamicLossScaleManager(init_loss_scale=cfg.loss_scale), 1.0
     if cfg.loss_scale_mode != "fixed":
         raise ConfigError(f"config error: loss_scale_mode must be fixed or dynamic, not '{cfg.loss_scale_mode}'")
@@ -98,8 +114,9 @@ def train(cfg, hooks):
     import mindspore as ms
     from mindspore import nn
     from mindspore.train import Model
-    from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger
+    from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger, RunCounters
     from common.data import create_dataset
+    from common.ema import EMA, EMAUpdate
     from common.lr import create_lr_schedule
     from common.optim import create_optimizer
 
@@ -107,13 +124,17 @@ def train(cfg, hooks):
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}") if group_size > 1 else os.path.join(out_dir, "ckpt")
     save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)
+    if cfg.deterministic:
+        ms.set_deterministic(True)
+    # a resumed run continues after the checkpoint's epoch: the data order of that epoch on
+    initial_epoch = resume_epoch(cfg.resume, cfg.epoch_size) if cfg.resume else 0
 
-    net = build_net(cfg, cfg.pretrained, allow_new_head=True)
+    net = build_net(cfg, "" if cfg.resume else cfg.pretrained, allow_new_head=True)
     sampler = None
     if hooks.create_train_sampler:
         from common.data import dataset_samples
         sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
-    train_ds = create_dataset(cfg, "train", rank, group_size, sampler=sampler)
+    train_ds = create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=initial_epoch)
     steps = train_ds.get_dataset_size()
     if steps == 0:
         raise DatasetError("the training split gives no full batch; lower --batch_size")
@@ -130,17 +151,19 @@ def train(cfg, hooks):
     else:
         model = Model(net, loss_fn=loss, **model_kwargs)
 
-    initial_epoch = 0
+    ema = EMA(net, cfg.ema_decay) if cfg.ema_decay else None
     if cfg.resume:
-        initial_epoch = resume_training(model, cfg.resume, cfg.epoch_size)
+        resume_training(model, cfg.resume, initial_epoch, ema)
 
-    callbacks = [ProgressLogger(lr, cfg.batch_size * group_size, cfg.log_interval, rank)]
+    callbacks = [RunCounters(initial_epoch), ProgressLogger(lr, cfg.batch_size * group_size, cfg.log_interval, rank)]
+    if ema is not None:
+        callbacks.append(EMAUpdate(ema))  # before the savers and eval, which read the average
     if cfg.save_checkpoint:
         callbacks.append(CheckpointSaver(ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
-                                         cfg.keep_checkpoint_max, rank))
+                                         cfg.keep_checkpoint_max, rank, ema=ema))
     eval_cb = None
     if cfg.eval_during_train:
-        eval_cb = EvalCallback(model, create_dataset(cfg, "val"), net, ckpt_dir, cfg.eval_interval, rank)
+        eval_cb = EvalCallback(model, create_dataset(cfg, "val"), net, ckpt_dir, cfg.eval_interval, rank, ema=ema)
         callbacks.append(eval_cb)
     if rank == 0:
         print(f"training {cfg.model} on {cfg.device_target} x{group_size}: {steps} steps/epoch, "
@@ -149,28 +172,34 @@ def train(cfg, hooks):
     model.train(cfg.epoch_size, train_ds, callbacks=callbacks, dataset_sink_mode=cfg.dataset_sink_mode,
                 initial_epoch=initial_epoch)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
-            "ckpt_dir": ckpt_dir, "rank": rank, "net": net}
+            "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
+            "ckpt_dir": ckpt_dir, "rank": rank, "net": net, "ema": ema}
 
 
-def resume_training(model, path, epoch_size):
-    """Restore weights and optimizer state (momentum, global step) from a training checkpoint.
-
-    Returns the epoch to continue after."""
-    import mindspore as ms
+def resume_epoch(path, epoch_size):
+    """The epoch a training checkpoint finished (read before anything is built)."""
     from common.checkpoint import read_training_state
     if not os.path.isfile(path):
         raise FileNotFoundError(f"resume checkpoint not found: {path}")
-    params = ms.load_checkpoint(path)
-    not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
-    not_loaded = [n for n in not_loaded if "scale_sense" not in n]
-    if not_loaded:
-        raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer; "
-                           f"missing: {', '.join(not_loaded[:6])}")
     epoch = read_training_state(path)["epoch_num"]
     if epoch >= epoch_size:
         raise UserError(f"{path} already finished epoch {epoch} of {epoch_size}; raise --epoch_size to go on")
-    print(f"resumed from {path} after epoch {epoch}", flush=True)
     return epoch
+
+
+def resume_training(model, path, epoch, ema=None):
+    """Restore weights, optimizer state (momentum, global step, loss scale) and the EMA from a
+    training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
+    import mindspore as ms
+    params = {k: v for k, v in ms.load_checkpoint(path).items() if k != "learning_rate"}
+    not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
+    not_loaded = [n for n in not_loaded if "scale_sense" not in n and n != "learning_rate"]
+    if not_loaded:
+        raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer; "
+                           f"missing: {', '.join(not_loaded[:6])}")
+    if ema is not None:
+        ema.load(params, path)
+    print(f"resumed from {path} after epoch {epoch}", flush=True)
 
 
 # --------------------------------------------------------------------------- eval

@@ -2,6 +2,8 @@
 import mindspore as ms
 import mindspore.nn as nn
 
+from common.config import ConfigError
+
 
 def param_groups(params, weight_decay):
     """Two groups: >1-D weights decay, 1-D/scalar parameters (BN, bias, learnable scalars) don't."""
@@ -23,6 +25,6 @@ def create_optimizer(params, cfg, lr_per_step, loss_scale=1.0):
         return nn.Momentum(groups, learning_rate, momentum=cfg.momentum, loss_scale=loss_scale)
     if cfg.optimizer == "adamw":
         if loss_scale != 1.0:
-            raise ValueError("adamw does not take a fixed loss_scale here; use loss_scale_mode dynamic")
+            raise ConfigError("config error: adamw does not take a fixed loss_scale here; use loss_scale_mode dynamic")
         return nn.AdamWeightDecay(groups, learning_rate)
-    raise ValueError(f"unknown optimizer '{cfg.optimizer}'; choose momentum or adamw")
+    raise ConfigError(f"config error: unknown optimizer '{cfg.optimizer}'; choose momentum or adamw")
