@@ -47,14 +47,15 @@ def _table(keys, table):
 
 
 def _family_keys():
-    """{module: CONFIG_KEYS} of the registered model families that add keys."""
-    from common.registry import _MODELS, list_models
+    """{family package: keys} for the registered model families that add config keys (the same
+    lookup ``common.config.parse_args`` uses)."""
+    from common.registry import _MODELS, list_models, model_config_keys
     found = {}
     for name in list_models():
-        module = sys.modules.get(_MODELS[name].__module__)
-        keys = getattr(module, "CONFIG_KEYS", None)
-        if keys and module.__name__ not in found:
-            found[module.__name__] = dict(keys)
+        family = _MODELS[name].__module__.rsplit(".", 1)[0]
+        keys = model_config_keys(name)
+        if keys and family not in found:
+            found[family] = keys
     return found
 
 
