@@ -39,7 +39,12 @@ def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=
         raise ValueError(f"device_target must be CPU, GPU or Ascend, not '{device_target}'")
     ms_mode = ms.GRAPH_MODE if str(mode).upper().startswith("GRAPH") else ms.PYNATIVE_MODE
     ms.set_context(mode=ms_mode)
-    ms.set_device(device_target, _device_id(device_id, device_target))
+    try:
+        ms.set_device(device_target, _device_id(device_id, device_target))
+    except (RuntimeError, ValueError) as err:
+        from common.config import ConfigError
+        raise ConfigError(f"config error: device_target {device_target} is not available in this MindSpore "
+                          f"build ({str(err).strip().splitlines()[0][:160]}); use --device_target CPU") from None
     if not distribute:
         return 0, 1
     init()

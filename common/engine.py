@@ -41,7 +41,8 @@ def run_main(fn, argv, default_config, hooks):
         cfg = parse_args(argv, default_config, hooks.extra_defaults)
         if hooks.check_config:
             hooks.check_config(cfg)
-        return fn(cfg, hooks)
+        from common.adapters import moxing_wrapper  # ModelArts: OBS copies around the run, else a no-op
+        return moxing_wrapper(cfg)(fn)(cfg, hooks)
     except (ConfigError, DatasetError, WeightsError, UserError, FileNotFoundError) as err:
         print(f"error: {getattr(err, 'message', None) or err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
