@@ -1,0 +1,588 @@
+"""Throughput benchmark: training and inference images/s, served (exported) inference, the input
+pipeline alone, and optionally the PyTorch twins, printed as a markdown table and written as JSON.
+
+    python benchmark.py --models dla34,dla46_c,dla60,peleenet,multigrain_resnet50 --batch 16 --size 224 \\
+        --device_target CPU --repeat 5 --warmup 2 --pipeline synthetic --export mindir,onnx --compare \\
+        --json benchmark.json
+
+Each model is measured in a fresh subprocess (so its peak RSS and the oneDNN/thread-pool state
+are its own), each exported file in another one (a serving process loads only that file), the
+input pipeline and each PyTorch twin in theirs.
+
+* training: forward + backward + Momentum update, GRAPH_MODE, one ``nn.TrainOneStepCell`` call
+  per step (the cell ``Model.train`` builds), softmax cross-entropy, random data;
+* inference: the network in eval mode, GRAPH_MODE;
+* served: the network exported at ``--batch`` (MINDIR run by ``nn.GraphCell(ms.load(...))``,
+  ONNX by onnxruntime with ``--threads`` intra-op threads);
+* pipeline: images/s decoded and augmented by ``common.data.create_dataset`` (the training
+  transforms) from an image folder (``DATA_DIR/train/<class>/*``) at ``--workers`` workers;
+  ``--pipeline synthetic`` writes ImageNet-sized JPEGs (500x375) to a temporary folder first;
+* ``--compare``: if torch and timm import, the same measurements on the PyTorch twin (timm's DLA,
+  a PeleeNet written here after the official ``peleenet.py``, timm's ResNet-50 with GeM pooling
+  for MultiGrain), eager, ``torch.set_num_threads(threads)``, SGD with momentum.
+
+Every figure is the median over ``--repeat`` timed repetitions of ``--steps`` steps after
+``--warmup`` untimed ones (the first includes graph compilation), with min and max. Nothing here
+needs torch: it is imported only in the twin's subprocess.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import common  # noqa: E402,F401  # the CPU fast path (oneDNN ISA cap) before MindSpore loads
+
+DEFAULT_MODELS = "dla34,dla46_c,dla60,peleenet,multigrain_resnet50"
+EXPORT_SUFFIX = {"mindir": ".mindir", "onnx": ".onnx"}
+SYNTHETIC_SIZE = (500, 375)  # the average ImageNet training image
+TIMM_TWINS = {"multigrain_resnet50": "resnet50", "multigrain": "resnet50"}
+
+
+# --------------------------------------------------------------------------- arguments
+def create_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated registered model names")
+    parser.add_argument("--batch", type=int, default=16, help="batch size")
+    parser.add_argument("--size", type=int, default=224, help="input side in pixels")
+    parser.add_argument("--device_target", default="CPU", choices=("CPU", "GPU", "Ascend"))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for MindSpore's kernels, onnxruntime and torch "
+                             "(0: MindSpore's and onnxruntime's own defaults, torch gets os.cpu_count())")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median, min, max)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
+    parser.add_argument("--steps", type=int, default=1, help="steps (batches) per repetition")
+    parser.add_argument("--tasks", default="train,infer", help="train,infer: what to time on each model")
+    parser.add_argument("--jit_level", default="", help="O0 | O1 | O2 (default: MindSpore's)")
+    parser.add_argument("--graph_kernel", action="store_true", help="enable graph-kernel fusion")
+    parser.add_argument("--pipeline", default="", metavar="DATA_DIR",
+                        help="also time the input pipeline on DATA_DIR/train/<class>/*, or 'synthetic'")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="pipeline workers (0: the config default num_parallel_workers)")
+    parser.add_argument("--pipeline_images", type=int, default=256, help="images written for --pipeline synthetic")
+    parser.add_argument("--export", default="", help="mindir,onnx: also time the exported model served")
+    parser.add_argument("--compare", action="store_true", help="also time the PyTorch twin if torch and timm import")
+    parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per subprocess")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one measurement
+    return parser
+
+
+# --------------------------------------------------------------------------- timing helpers
+def time_repeats(fn, repeat, warmup, steps):
+    """Wall-clock and process CPU seconds per step for ``repeat`` repetitions of ``steps`` calls,
+    after ``warmup`` repetitions."""
+    for _ in range(warmup * steps):
+        fn()
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            fn()
+        walls.append((time.perf_counter() - wall) / steps)
+        cpus.append((time.process_time() - cpu) / steps)
+    return walls, cpus
+
+
+def summarize(times, batch):
+    """Images/s: median (from the median step time), min, max and the per-repetition values; and
+    the median CPU seconds per step over all threads (a busy machine inflates wall time, not this)."""
+    walls, cpus = times
+    rates = sorted(batch / t for t in walls)
+    return {"median": round(batch / statistics.median(walls), 3), "min": round(rates[0], 3),
+            "max": round(rates[-1], 3), "runs": [round(r, 3) for r in rates],
+            "cpu_s_per_step": round(statistics.median(cpus), 4)}
+
+
+def peak_rss_mb():
+    try:
+        import resource
+    except ImportError:  # not on Linux/macOS
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+# --------------------------------------------------------------------------- MindSpore side
+def ms_setup(spec):
+    """The project's own context setup (``common.device.init_context``: GRAPH_MODE on the target,
+    the CPU defaults), then the thread / jit / fusion overrides asked for."""
+    import mindspore as ms
+    from common.device import init_context
+    init_context(spec["device_target"], "GRAPH")
+    if spec["threads"] and spec["device_target"] == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(spec["threads"])
+    if spec["jit_level"]:
+        ms.set_context(jit_config={"jit_level": spec["jit_level"]})
+    if spec["graph_kernel"]:
+        ms.set_context(enable_graph_kernel=True)
+    return ms
+
+
+def random_batch(spec, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((spec["batch"], 3, spec["size"], spec["size"]), dtype=np.float32)
+    labels = rng.integers(0, 1000, spec["batch"]).astype(np.int32)
+    return images, labels
+
+
+def run_model(spec):
+    """Inference, then training, then the exports, for one registered model."""
+    ms = ms_setup(spec)
+    from mindspore import nn
+    from common import create_model
+
+    images, labels = random_batch(spec)
+    x, y = ms.Tensor(images), ms.Tensor(labels)
+    net = create_model(spec["model"], num_classes=1000)
+    result = {"params_m": round(sum(p.size for p in net.trainable_params()) / 1e6, 3)}
+    repeat, warmup, steps, batch = spec["repeat"], spec["warmup"], spec["steps"], spec["batch"]
+    tasks = spec["tasks"]
+    net.set_train(False)
+    if "infer" in tasks or spec["export"]:
+        reference = net(x).asnumpy()
+    if "infer" in tasks:
+        result["infer"] = summarize(time_repeats(lambda: net(x).asnumpy(), repeat, warmup, steps), batch)
+        result["rss_infer_mb"] = peak_rss_mb()
+    for fmt in spec["export"]:
+        path = os.path.join(spec["out_dir"], spec["model"])
+        ms.export(net, ms.Tensor(images), file_name=path, file_format=fmt.upper())
+        result.setdefault("exported", {})[fmt] = path + EXPORT_SUFFIX[fmt]
+    if spec["export"]:
+        import numpy as np
+        np.save(os.path.join(spec["out_dir"], spec["model"] + "_reference.npy"), reference)
+    if "train" in tasks:
+        loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+        step = nn.TrainOneStepCell(loss, nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9))
+        step.set_train(True)
+        result["train"] = summarize(time_repeats(lambda: step(x, y).asnumpy(), repeat, warmup, steps), batch)
+        result["rss_train_mb"] = peak_rss_mb()
+    return result
+
+
+def run_served(spec):
+    """Inference of an exported file in a process that loads nothing else of ours."""
+    import numpy as np
+    images, _ = random_batch(spec)
+    path, backend = spec["path"], spec["backend"]
+    if backend == "onnx":
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if spec["threads"]:
+            options.intra_op_num_threads = spec["threads"]
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        run = lambda: session.run(None, {name: images})[0]  # noqa: E731
+    else:
+        ms = ms_setup(spec)
+        from mindspore import nn
+        graph = nn.GraphCell(ms.load(path))
+        x = ms.Tensor(images)
+        run = lambda: graph(x).asnumpy()  # noqa: E731
+    reference = np.load(spec["reference"])
+    result = {"infer": summarize(time_repeats(run, spec["repeat"], spec["warmup"], spec["steps"]), spec["batch"]),
+              "max_abs_diff": float(np.abs(run() - reference).max()), "rss_mb": peak_rss_mb()}
+    result["rel_diff"] = result["max_abs_diff"] / max(float(np.abs(reference).max()), 1e-12)
+    return result
+
+
+def pipeline_config(data_dir, spec):
+    from common.config import parse_args
+    argv = ["--data_path", data_dir, "--batch_size", str(spec["batch"]), "--image_size", str(spec["size"])]
+    if spec["workers"]:
+        argv += ["--num_parallel_workers", str(spec["workers"])]
+    return parse_args(argv, "")
+
+
+def run_pipeline(spec):
+    """Images/s out of the training pipeline: one repetition is one pass over the folder."""
+    from common.data import create_dataset
+    cfg = pipeline_config(spec["data_dir"], spec)
+    dataset = create_dataset(cfg, "train")
+    batches = dataset.get_dataset_size()
+    iterator = dataset.create_tuple_iterator(num_epochs=spec["warmup"] + spec["repeat"], output_numpy=True)
+
+    def one_epoch():  # a for loop over a multi-epoch iterator ends at the epoch's end
+        for _ in iterator:
+            pass
+
+    times = time_repeats(one_epoch, spec["repeat"], spec["warmup"], 1)
+    return {"images_per_s": summarize(times, batches * cfg.batch_size), "workers": cfg.num_parallel_workers,
+            "images": batches * cfg.batch_size, "rss_mb": peak_rss_mb()}
+
+
+def write_synthetic_images(root, count, num_classes=4, seed=0):
+    """``count`` JPEGs of ImageNet's average size under root/train/<class>/: smooth colour fields
+    with texture, so that they compress (and decode) like photographs rather than noise."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    width, height = SYNTHETIC_SIZE
+    for i in range(count):
+        folder = os.path.join(root, "train", f"class{i % num_classes}")
+        os.makedirs(folder, exist_ok=True)
+        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        field = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), np.int16)
+        texture = rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
+        image = np.clip(field + texture, 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(os.path.join(folder, f"{i:05d}.jpg"), quality=90)
+    return root
+
+
+# --------------------------------------------------------------------------- PyTorch twins
+def torch_peleenet(num_classes=1000):
+    """PeleeNet as the official ``peleenet.py`` (Wang et al.) defines it, for --compare only."""
+    from collections import OrderedDict
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class BasicConv2d(nn.Module):
+        def __init__(self, in_channels, out_channels, **kwargs):
+            super().__init__()
+            self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+            self.norm = nn.BatchNorm2d(out_channels)
+
+        def forward(self, x):
+            return F.relu(self.norm(self.conv(x)), inplace=True)
+
+    class DenseLayer(nn.Module):
+        def __init__(self, num_input_features, growth_rate, bottleneck_width):
+            super().__init__()
+            growth_rate = int(growth_rate / 2)
+            inter_channel = int(growth_rate * bottleneck_width / 4) * 4
+            if inter_channel > num_input_features / 2:
+                inter_channel = int(num_input_features / 8) * 4
+            self.branch1a = BasicConv2d(num_input_features, inter_channel, kernel_size=1)
+            self.branch1b = BasicConv2d(inter_channel, growth_rate, kernel_size=3, padding=1)
+            self.branch2a = BasicConv2d(num_input_features, inter_channel, kernel_size=1)
+            self.branch2b = BasicConv2d(inter_channel, growth_rate, kernel_size=3, padding=1)
+            self.branch2c = BasicConv2d(growth_rate, growth_rate, kernel_size=3, padding=1)
+
+        def forward(self, x):
+            branch1 = self.branch1b(self.branch1a(x))
+            branch2 = self.branch2c(self.branch2b(self.branch2a(x)))
+            return torch.cat([x, branch1, branch2], 1)
+
+    class StemBlock(nn.Module):
+        def __init__(self, num_input_channels, num_init_features):
+            super().__init__()
+            num_stem_features = int(num_init_features / 2)
+            self.stem1 = BasicConv2d(num_input_channels, num_init_features, kernel_size=3, stride=2, padding=1)
+            self.stem2a = BasicConv2d(num_init_features, num_stem_features, kernel_size=1)
+            self.stem2b = BasicConv2d(num_stem_features, num_init_features, kernel_size=3, stride=2, padding=1)
+            self.stem3 = BasicConv2d(2 * num_init_features, num_init_features, kernel_size=1)
+            self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+
+        def forward(self, x):
+            out = self.stem1(x)
+            branch2 = self.stem2b(self.stem2a(out))
+            return self.stem3(torch.cat([self.pool(out), branch2], 1))
+
+    class PeleeNet(nn.Module):
+        def __init__(self, growth_rate=32, block_config=(3, 4, 8, 6), num_init_features=32,
+                     bottleneck_width=(1, 2, 4, 4), drop_rate=0.05, num_classes=1000):
+            super().__init__()
+            self.features = nn.Sequential(OrderedDict([("stemblock", StemBlock(3, num_init_features))]))
+            num_features = num_init_features
+            for i, num_layers in enumerate(block_config):
+                self.features.add_module(f"denseblock{i + 1}", nn.Sequential(OrderedDict(
+                    (f"denselayer{j + 1}", DenseLayer(num_features + j * growth_rate, growth_rate, bottleneck_width[i]))
+                    for j in range(num_layers))))
+                num_features += num_layers * growth_rate
+                self.features.add_module(f"transition{i + 1}", BasicConv2d(num_features, num_features, kernel_size=1))
+                if i != len(block_config) - 1:
+                    self.features.add_module(f"transition{i + 1}_pool", nn.AvgPool2d(kernel_size=2, stride=2))
+            self.classifier = nn.Linear(num_features, num_classes)
+            self.drop_rate = drop_rate
+
+        def forward(self, x):
+            features = self.features(x)
+            out = F.avg_pool2d(features, kernel_size=(features.size(2), features.size(3))).flatten(1)
+            if self.drop_rate > 0:
+                out = F.dropout(out, p=self.drop_rate, training=self.training)
+            return self.classifier(out)
+
+    return PeleeNet(num_classes=num_classes)
+
+
+def torch_gem_resnet50(timm, num_classes=1000, p=3.0, eps=1e-6):
+    """timm's ResNet-50 with MultiGrain's GeM pooling (p fixed) in place of the average pool."""
+    from torch import nn
+
+    class GeM(nn.Module):
+        def forward(self, x):
+            return x.clamp(min=eps).pow(p).mean((2, 3)).pow(1.0 / p)
+
+    model = timm.create_model("resnet50", num_classes=num_classes)
+    model.global_pool = GeM()
+    return model
+
+
+def torch_twin(name):
+    """(model, description) or raises ImportError when torch / timm are missing."""
+    import timm
+    if name == "peleenet":
+        return torch_peleenet(), "official-PeleeNet twin (benchmark.py)"
+    if TIMM_TWINS.get(name) == "resnet50":
+        return torch_gem_resnet50(timm), "timm resnet50 + GeM"
+    return timm.create_model(name, num_classes=1000), f"timm {name}"
+
+
+def run_torch(spec):
+    import torch
+    threads = spec["threads"] or os.cpu_count()
+    torch.set_num_threads(threads)
+    images, labels = random_batch(spec)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels).long()
+    model, twin = torch_twin(spec["model"])
+    repeat, warmup, steps, batch = spec["repeat"], spec["warmup"], spec["steps"], spec["batch"]
+    result = {"twin": twin, "torch_version": torch.__version__, "threads": threads}
+    if "infer" in spec["tasks"]:
+        model.eval()
+        with torch.inference_mode():
+            result["infer"] = summarize(time_repeats(lambda: model(x), repeat, warmup, steps), batch)
+    if "train" in spec["tasks"]:
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        criterion = torch.nn.CrossEntropyLoss()
+
+        def train_step():
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        result["train"] = summarize(time_repeats(train_step, repeat, warmup, steps), batch)
+    result["rss_mb"] = peak_rss_mb()
+    return result
+
+
+def torch_available():
+    """'' if torch and timm import (in a subprocess, so this process never loads torch), else why not."""
+    probe = subprocess.run([sys.executable, "-c", "import torch, timm; print(torch.__version__, timm.__version__)"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode == 0:
+        return "", probe.stdout.split()
+    return (probe.stderr.strip().splitlines() or ["import failed"])[-1], []
+
+
+WORKERS = {"model": run_model, "served": run_served, "pipeline": run_pipeline, "torch": run_torch}
+
+
+# --------------------------------------------------------------------------- orchestration
+def run_worker(spec, timeout):
+    """Run one measurement in a fresh interpreter; returns its result dict or ``{'error': ...}``."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as handle:
+        out_path = handle.name
+    spec = dict(spec, result_path=out_path)
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+                              capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO_ROOT)
+        if proc.returncode != 0:
+            lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+            return {"error": lines[-1] if lines else f"exit code {proc.returncode}"}
+        with open(out_path, encoding="utf-8") as handle:
+            result = json.load(handle)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    finally:
+        os.unlink(out_path)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def worker_main(spec_json):
+    spec = json.loads(spec_json)
+    load_before = load_average()
+    result = WORKERS[spec["kind"]](spec)
+    result["load_avg"] = {"before": load_before, "after": load_average()}
+    with open(spec["result_path"], "w", encoding="utf-8") as handle:
+        json.dump(result, handle)
+
+
+def base_spec(args):
+    return {"batch": args.batch, "size": args.size, "device_target": args.device_target, "threads": args.threads,
+            "repeat": args.repeat, "warmup": args.warmup, "steps": args.steps, "jit_level": args.jit_level,
+            "graph_kernel": args.graph_kernel, "tasks": [t for t in args.tasks.split(",") if t]}
+
+
+def environment(args):
+    import platform
+    info = {"python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "load_avg_start": load_average(), "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+    try:
+        from importlib.metadata import version
+        info["mindspore"] = version("mindspore")
+        info["onnxruntime"] = version("onnxruntime")
+    except Exception:  # pylint: disable=broad-except
+        pass
+    info["settings"] = {k: v for k, v in vars(args).items() if k not in ("worker", "json")}
+    return info
+
+
+def ratio(num, den):
+    if not num or not den:
+        return None
+    return round(num / den, 3)
+
+
+def add_ratios(entry):
+    torch_res = entry.get("torch") or {}
+    ours_train = (entry.get("train") or {}).get("median")
+    ours_infer = (entry.get("infer") or {}).get("median")
+    served = {fmt: (res.get("infer") or {}).get("median") for fmt, res in (entry.get("served") or {}).items()}
+    torch_train = (torch_res.get("train") or {}).get("median")
+    torch_infer = (torch_res.get("infer") or {}).get("median")
+    ratios = {"train": ratio(ours_train, torch_train), "infer": ratio(ours_infer, torch_infer)}
+    for fmt, rate in served.items():
+        ratios[f"{fmt}_infer"] = ratio(rate, torch_infer)
+    best = max([r for r in [ours_infer, *served.values()] if r] or [0])
+    ratios["best_served_infer"] = ratio(best, torch_infer)
+    entry["ratios_vs_torch"] = ratios
+
+
+def measure(args):
+    spec = base_spec(args)
+    formats = [f.strip().lower() for f in args.export.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in EXPORT_SUFFIX]
+    if unknown:
+        raise SystemExit(f"error: --export takes mindir and/or onnx, not {', '.join(unknown)}")
+    report = {"environment": environment(args), "models": {}}
+    torch_reason = ""
+    if args.compare:
+        torch_reason, versions = torch_available()
+        if torch_reason:
+            print(f"--compare skipped: torch/timm do not import ({torch_reason})", flush=True)
+        else:
+            report["environment"]["torch"], report["environment"]["timm"] = versions
+    with tempfile.TemporaryDirectory(prefix="benchmark_") as work:
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            print(f"[{name}] MindSpore ...", flush=True)
+            entry = run_worker(dict(spec, kind="model", model=name, export=formats, out_dir=work), args.timeout)
+            for fmt, path in entry.get("exported", {}).items():
+                print(f"[{name}] served {fmt} ...", flush=True)
+                entry.setdefault("served", {})[fmt] = run_worker(
+                    dict(spec, kind="served", backend=fmt, path=path,
+                         reference=os.path.join(work, name + "_reference.npy")), args.timeout)
+                os.unlink(path)
+            entry.pop("exported", None)
+            if args.compare and not torch_reason:
+                print(f"[{name}] PyTorch twin ...", flush=True)
+                entry["torch"] = run_worker(dict(spec, kind="torch", model=name), args.timeout)
+                add_ratios(entry)
+            report["models"][name] = entry
+        if args.pipeline:
+            data_dir = args.pipeline
+            if args.pipeline == "synthetic":
+                data_dir = write_synthetic_images(os.path.join(work, "images"), args.pipeline_images)
+            print("[pipeline] ...", flush=True)
+            report["pipeline"] = run_worker(dict(spec, kind="pipeline", data_dir=data_dir, workers=args.workers),
+                                            args.timeout)
+            add_pipeline_ratios(report)
+    report["environment"]["load_avg_end"] = load_average()
+    return report
+
+
+def add_pipeline_ratios(report):
+    rate = (report["pipeline"].get("images_per_s") or {}).get("median")
+    report["pipeline"]["ratio_to_train"] = {
+        name: ratio(rate, (entry.get("train") or {}).get("median")) for name, entry in report["models"].items()}
+
+
+# --------------------------------------------------------------------------- output
+def fmt_rate(res):
+    if not res:
+        return "-"
+    if "error" in res:
+        return "error"
+    return f"{res['median']:.2f} ({res['min']:.2f}-{res['max']:.2f})"
+
+
+def fmt_ratio(value):
+    return f"{value:.2f}x" if value else "-"
+
+
+def markdown(report):
+    env = report["environment"]
+    settings = env["settings"]
+    lines = [f"batch {settings['batch']}, {settings['size']} px, {settings['device_target']}, threads "
+             f"{settings['threads'] or 'default'}, MindSpore {env.get('mindspore', '?')}, "
+             f"load average {env.get('load_avg_start')} -> {env.get('load_avg_end')}", "",
+             "img/s: median (min-max) over repetitions; RSS: peak MB of the measuring process", ""]
+    formats = sorted({fmt for e in report["models"].values() for fmt in e.get("served", {})})
+    compare = any("torch" in e for e in report["models"].values())
+    header = ["model", "params (M)", "train img/s", "infer img/s"] + [f"{f.upper()} img/s" for f in formats]
+    header += ["peak RSS train/infer (MB)"]
+    if compare:
+        header += ["torch train", "torch infer", "train ratio", "infer ratio", "best served ratio"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in report["models"].items():
+        if "error" in entry:
+            lines.append(f"| {name} | error: {entry['error']} |")
+            continue
+        row = [name, f"{entry.get('params_m', 0):.2f}", fmt_rate(entry.get("train")), fmt_rate(entry.get("infer"))]
+        row += [fmt_rate((entry.get("served", {}).get(f) or {}).get("infer")) for f in formats]
+        row.append(f"{entry.get('rss_train_mb') or '-'} / {entry.get('rss_infer_mb') or '-'}")
+        if compare:
+            twin = entry.get("torch") or {}
+            ratios = entry.get("ratios_vs_torch") or {}
+            row += [fmt_rate(twin.get("train")), fmt_rate(twin.get("infer")), fmt_ratio(ratios.get("train")),
+                    fmt_ratio(ratios.get("infer")), fmt_ratio(ratios.get("best_served_infer"))]
+        lines.append("| " + " | ".join(row) + " |")
+    errors = [f"{name} {part}: {res['error']}" for name, entry in report["models"].items()
+              for part, res in [("torch", entry.get("torch") or {})] + list((entry.get("served") or {}).items())
+              if isinstance(res, dict) and "error" in res]
+    if compare:
+        lines += ["", f"PyTorch {env.get('torch', '?')}, timm {env.get('timm', '?')}, eager; ratios are ours / torch "
+                      "(best served: the fastest of GRAPH_MODE, MINDIR and ONNX Runtime)"]
+    pipeline = report.get("pipeline")
+    if pipeline:
+        lines.append("")
+        if "error" in pipeline:
+            lines.append(f"input pipeline: error: {pipeline['error']}")
+        else:
+            ratios = ", ".join(f"{n} {fmt_ratio(r)}" for n, r in pipeline["ratio_to_train"].items())
+            lines.append(f"input pipeline ({pipeline['workers']} workers, training transforms): "
+                         f"{fmt_rate(pipeline['images_per_s'])} img/s; pipeline / training throughput: {ratios}")
+    if errors:
+        lines += [""] + [f"error: {e}" for e in errors]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = create_parser()
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker)
+        return None
+    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1:
+        parser.error("--repeat, --steps and --batch must be >= 1, --warmup >= 0")
+    report = measure(args)
+    print(markdown(report), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""benchmark.py: the statistics and ratios against hand-computed values, the synthetic image folder,
+and a tiny end-to-end run (one small model, batch 2, 32 px) whose table and JSON carry every field.
+No test asserts a speed."""
+import json
+
+import numpy as np
+import pytest
+
+import benchmark
+from conftest import run_script
+
+
+def test_summarize_median_min_max_from_step_times():
+    # batch 4; steps of 0.5 s, 1 s, 0.25 s -> 8, 4, 16 img/s; median step 0.5 s -> 8 img/s
+    result = benchmark.summarize(([0.5, 1.0, 0.25], [0.9, 2.0, 0.5]), 4)
+    assert result["median"] == 8.0 and result["min"] == 4.0 and result["max"] == 16.0
+    assert result["runs"] == [4.0, 8.0, 16.0]
+    assert result["cpu_s_per_step"] == 0.9
+
+
+def test_time_repeats_counts_warmup_and_steps():
+    calls = []
+    walls, cpus = benchmark.time_repeats(lambda: calls.append(1), repeat=3, warmup=2, steps=4)
+    assert len(calls) == (2 + 3) * 4
+    assert len(walls) == len(cpus) == 3 and all(t >= 0 for t in walls + cpus)
+
+
+def _rate(median):
+    return {"median": median, "min": median, "max": median, "runs": [median], "cpu_s_per_step": 1.0}
+
+
+def _report():
+    entry = {"params_m": 15.74, "train": _rate(3.0), "infer": _rate(10.0), "rss_train_mb": 2000.0,
+             "rss_infer_mb": 900.0, "served": {"onnx": {"infer": _rate(24.0)}, "mindir": {"infer": _rate(9.0)}},
+             "torch": {"train": _rate(4.0), "infer": _rate(16.0)}}
+    benchmark.add_ratios(entry)
+    report = {"environment": {"settings": {"batch": 16, "size": 224, "device_target": "CPU", "threads": 2},
+                              "mindspore": "2.10.0", "torch": "2.13.0", "timm": "1.0.31"},
+              "models": {"dla34": entry},
+              "pipeline": {"images_per_s": _rate(12.0), "workers": 2}}
+    benchmark.add_pipeline_ratios(report)
+    return report
+
+
+def test_ratios_against_torch_and_training():
+    report = _report()
+    ratios = report["models"]["dla34"]["ratios_vs_torch"]
+    assert ratios["train"] == 0.75          # 3 / 4
+    assert ratios["infer"] == 0.625         # 10 / 16
+    assert ratios["onnx_infer"] == 1.5      # 24 / 16
+    assert ratios["best_served_infer"] == 1.5
+    assert report["pipeline"]["ratio_to_train"] == {"dla34": 4.0}  # 12 / 3
+
+
+def test_markdown_table_has_every_column():
+    table = benchmark.markdown(_report())
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    for column in ("train img/s", "infer img/s", "MINDIR img/s", "ONNX img/s", "peak RSS", "torch train",
+                   "torch infer", "train ratio", "infer ratio", "best served ratio"):
+        assert column in header
+    row = next(line for line in table.splitlines() if line.startswith("| dla34"))
+    assert "0.75x" in row and "1.50x" in row and "2000.0 / 900.0" in row
+    assert "PyTorch 2.13.0" in table and "dla34 4.00x" in table
+
+
+def test_bad_export_format_is_refused():
+    with pytest.raises(SystemExit):
+        benchmark.measure(benchmark.create_parser().parse_args(["--models", "", "--export", "air"]))
+
+
+def test_synthetic_images_are_imagenet_sized_jpegs(tmp_path):
+    from common.data import read_rgb
+    benchmark.write_synthetic_images(str(tmp_path), 6, num_classes=3)
+    files = sorted(tmp_path.glob("train/*/*.jpg"))
+    assert len(files) == 6 and len({f.parent.name for f in files}) == 3
+    image = read_rgb(str(files[0]))
+    assert image.shape == (375, 500, 3) and image.dtype == np.uint8 and image.std() > 10
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tmp_path, repo_root):
+    # a 'torch' that cannot be imported: --compare must skip with a message, not fail
+    fake = tmp_path / "no_torch"
+    fake.mkdir()
+    (fake / "torch.py").write_text("raise ImportError('torch is not installed')\n")
+    out = tmp_path / "bench.json"
+    proc = run_script(repo_root / "benchmark.py", "--models", "dla46_c", "--batch", "2", "--size", "32",
+                      "--repeat", "1", "--warmup", "1", "--threads", "2", "--export", "mindir,onnx",
+                      "--pipeline", "synthetic", "--pipeline_images", "8", "--compare", "--json", out,
+                      env={"PYTHONPATH": str(fake)})
+    assert "--compare skipped" in proc.stdout
+    report = json.loads(out.read_text())
+    entry = report["models"]["dla46_c"]
+    assert "error" not in entry, entry
+    for task in ("train", "infer"):
+        assert set(entry[task]) >= {"median", "min", "max", "runs", "cpu_s_per_step"}
+        assert entry[task]["min"] <= entry[task]["median"] <= entry[task]["max"]
+    assert entry["rss_train_mb"] > 0 and entry["rss_infer_mb"] > 0
+    assert entry["params_m"] == pytest.approx(1.3014, abs=1e-3)  # dla46_c: 1,301,400 parameters (paper, timm)
+    for fmt in ("mindir", "onnx"):
+        served = entry["served"][fmt]
+        assert "error" not in served, served
+        assert served["infer"]["median"] > 0
+        assert served["rel_diff"] < 1e-4  # the exported file computes what the network computes
+    assert "torch" not in entry
+    pipeline = report["pipeline"]
+    assert pipeline["images"] == 8 and pipeline["images_per_s"]["median"] > 0
+    assert pipeline["ratio_to_train"]["dla46_c"] > 0
+    assert report["environment"]["settings"]["threads"] == 2
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| model"))
+    assert "MINDIR img/s" in header and "ONNX img/s" in header
+    assert any(line.startswith("| dla46_c |") for line in proc.stdout.splitlines())
+    assert "input pipeline (" in proc.stdout
