@@ -242,7 +242,7 @@ def _model_keys(argv, default_config):
 def parse_args(argv=None, default_config="", extra_defaults=None):
     """Build the config: DEFAULTS (+ the model family's CONFIG_KEYS and ``extra_defaults``) < yaml < command line."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    defaults = dict(DEFAULTS, **_model_keys(argv, default_config), **(extra_defaults or {}))
+    defaults = {**DEFAULTS, **_model_keys(argv, default_config), **(extra_defaults or {})}
     parser = create_parser(defaults, default_config)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
