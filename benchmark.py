@@ -111,6 +111,11 @@ def peak_rss_mb():
     return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+def first_line(err):
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(err).__name__
+
+
 def load_average():
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -162,8 +167,11 @@ def run_model(spec):
         result["rss_infer_mb"] = peak_rss_mb()
     for fmt in spec["export"]:
         path = os.path.join(spec["out_dir"], spec["model"])
-        ms.export(net, ms.Tensor(images), file_name=path, file_format=fmt.upper())
-        result.setdefault("exported", {})[fmt] = path + EXPORT_SUFFIX[fmt]
+        try:
+            ms.export(net, ms.Tensor(images), file_name=path, file_format=fmt.upper())
+            result.setdefault("exported", {})[fmt] = path + EXPORT_SUFFIX[fmt]
+        except (RuntimeError, TypeError, ValueError) as err:  # e.g. an op the ONNX exporter lacks
+            result.setdefault("served", {})[fmt] = {"error": f"export failed: {first_line(err)}"}
     if spec["export"]:
         import numpy as np
         np.save(os.path.join(spec["out_dir"], spec["model"] + "_reference.npy"), reference)
@@ -458,6 +466,14 @@ def add_ratios(entry):
     best = max([r for r in [ours_infer, *served.values()] if r] or [0])
     ratios["best_served_infer"] = ratio(best, torch_infer)
     entry["ratios_vs_torch"] = ratios
+    # the same by CPU seconds per step (torch's / ours): what a busy machine disturbs least
+    cpu = lambda res, task: ((res or {}).get(task) or {}).get("cpu_s_per_step")  # noqa: E731
+    ours_infer_cpu = [c for c in [cpu(entry, "infer")] + [cpu(r, "infer") for r in (entry.get("served") or {}).values()]
+                      if c]
+    entry["cpu_ratios_vs_torch"] = {
+        "train": ratio(cpu(torch_res, "train"), cpu(entry, "train")),
+        "infer": ratio(cpu(torch_res, "infer"), cpu(entry, "infer")),
+        "best_served_infer": ratio(cpu(torch_res, "infer"), min(ours_infer_cpu) if ours_infer_cpu else None)}
 
 
 def measure(args):
@@ -521,6 +537,31 @@ def fmt_ratio(value):
     return f"{value:.2f}x" if value else "-"
 
 
+def fmt_cpu(res):
+    value = (res or {}).get("cpu_s_per_step")
+    return f"{value:.3f}" if value else "-"
+
+
+def cpu_table(report, formats, compare):
+    """CPU seconds per step summed over threads: less disturbed by other load than wall time."""
+    header = ["model", "train", "infer"] + [f.upper() for f in formats]
+    if compare:
+        header += ["torch train", "torch infer", "train ratio", "infer ratio", "best served ratio"]
+    lines = ["", "CPU seconds per step (all threads of the measuring process; ratios: torch's / ours)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in report["models"].items():
+        if "error" in entry:
+            continue
+        row = [name, fmt_cpu(entry.get("train")), fmt_cpu(entry.get("infer"))]
+        row += [fmt_cpu((entry.get("served", {}).get(f) or {}).get("infer")) for f in formats]
+        if compare:
+            twin, ratios = entry.get("torch") or {}, entry.get("cpu_ratios_vs_torch") or {}
+            row += [fmt_cpu(twin.get("train")), fmt_cpu(twin.get("infer")), fmt_ratio(ratios.get("train")),
+                    fmt_ratio(ratios.get("infer")), fmt_ratio(ratios.get("best_served_infer"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def markdown(report):
     env = report["environment"]
     settings = env["settings"]
@@ -548,6 +589,7 @@ def markdown(report):
             row += [fmt_rate(twin.get("train")), fmt_rate(twin.get("infer")), fmt_ratio(ratios.get("train")),
                     fmt_ratio(ratios.get("infer")), fmt_ratio(ratios.get("best_served_infer"))]
         lines.append("| " + " | ".join(row) + " |")
+    lines += cpu_table(report, formats, compare)
     errors = [f"{name} {part}: {res['error']}" for name, entry in report["models"].items()
               for part, res in [("torch", entry.get("torch") or {})] + list((entry.get("served") or {}).items())
               if isinstance(res, dict) and "error" in res]

@@ -25,14 +25,15 @@ def test_time_repeats_counts_warmup_and_steps():
     assert len(walls) == len(cpus) == 3 and all(t >= 0 for t in walls + cpus)
 
 
-def _rate(median):
-    return {"median": median, "min": median, "max": median, "runs": [median], "cpu_s_per_step": 1.0}
+def _rate(median, cpu=1.0):
+    return {"median": median, "min": median, "max": median, "runs": [median], "cpu_s_per_step": cpu}
 
 
 def _report():
-    entry = {"params_m": 15.74, "train": _rate(3.0), "infer": _rate(10.0), "rss_train_mb": 2000.0,
-             "rss_infer_mb": 900.0, "served": {"onnx": {"infer": _rate(24.0)}, "mindir": {"infer": _rate(9.0)}},
-             "torch": {"train": _rate(4.0), "infer": _rate(16.0)}}
+    entry = {"params_m": 15.74, "train": _rate(3.0, 8.0), "infer": _rate(10.0, 2.0), "rss_train_mb": 2000.0,
+             "rss_infer_mb": 900.0,
+             "served": {"onnx": {"infer": _rate(24.0, 1.25)}, "mindir": {"infer": _rate(9.0, 2.5)}},
+             "torch": {"train": _rate(4.0, 6.0), "infer": _rate(16.0, 2.5)}}
     benchmark.add_ratios(entry)
     report = {"environment": {"settings": {"batch": 16, "size": 224, "device_target": "CPU", "threads": 2},
                               "mindspore": "2.10.0", "torch": "2.13.0", "timm": "1.0.31"},
@@ -50,6 +51,8 @@ def test_ratios_against_torch_and_training():
     assert ratios["onnx_infer"] == 1.5      # 24 / 16
     assert ratios["best_served_infer"] == 1.5
     assert report["pipeline"]["ratio_to_train"] == {"dla34": 4.0}  # 12 / 3
+    # by CPU seconds per step, torch's / ours: 6 / 8, 2.5 / 2, 2.5 / min(2, 1.25, 2.5)
+    assert report["models"]["dla34"]["cpu_ratios_vs_torch"] == {"train": 0.75, "infer": 1.25, "best_served_infer": 2.0}
 
 
 def test_markdown_table_has_every_column():
@@ -61,6 +64,8 @@ def test_markdown_table_has_every_column():
     row = next(line for line in table.splitlines() if line.startswith("| dla34"))
     assert "0.75x" in row and "1.50x" in row and "2000.0 / 900.0" in row
     assert "PyTorch 2.13.0" in table and "dla34 4.00x" in table
+    cpu_row = [line for line in table.splitlines() if line.startswith("| dla34")][1]
+    assert cpu_row.split(" | ")[1:3] == ["8.000", "2.000"] and cpu_row.endswith("| 0.75x | 1.25x | 2.00x |")
 
 
 def test_bad_export_format_is_refused():
