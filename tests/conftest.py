@@ -24,6 +24,16 @@ def fixtures_dir():
     return FIXTURES
 
 
+@pytest.fixture
+def graph_mode():
+    """MindSpore GRAPH_MODE for one test, the previous mode restored after it."""
+    import mindspore as ms
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
     """The digits demo dataset (32 px), built once per test session."""

@@ -11,7 +11,6 @@ from mindspore import Tensor
 
 from multigrain.src.mix_loss import (MarginLoss, MixLoss, distance_log_weights, gumbel_topk, margin_terms,
                                      sample_negatives, smooth_cross_entropy)
-from test_multigrain_model import graph_mode  # noqa: F401  (fixture)
 
 BETA, MARGIN = 1.2, 0.2
 

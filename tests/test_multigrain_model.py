@@ -11,14 +11,6 @@ RESNET50_PARAMS_1000 = 25_557_032   # torchvision / ModelZoo ResNet-50, 1000 cla
 CARD_PARAMS = 25.5e6                # ModelZoo MultiGrain card: "25.5 M", 1001 classes
 
 
-@pytest.fixture
-def graph_mode():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def _count(net):
     return sum(p.size for p in net.trainable_params())
 

@@ -15,14 +15,6 @@ from common.weights.torch_reader import read_torch_checkpoint
 PAPER_PARAMS = 2_802_248  # PeleeNet paper / official peleenet.py at 1000 classes
 
 
-@pytest.fixture
-def graph_mode():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def _count(net):
     return sum(int(np.prod(p.shape)) for p in net.trainable_params())
 
