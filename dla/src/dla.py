@@ -9,6 +9,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import Normal, initializer
 
+from common.layers import MaxPool2d
 from common.registry import register_model
 
 __all__ = ["DLA", "default_cfgs"]
@@ -112,7 +113,7 @@ class DlaTree(nn.Cell):
             root_dim = 2 * out_channels
         if level_root:
             root_dim += in_channels
-        self.downsample = nn.MaxPool2d(stride, stride) if stride > 1 else nn.Identity()
+        self.downsample = MaxPool2d(stride, stride) if stride > 1 else nn.Identity()
         self.project = nn.Identity()
         block_args = dict(cardinality=cardinality, base_width=base_width)
         if levels == 1:

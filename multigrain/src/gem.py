@@ -33,7 +33,8 @@ class GeM(nn.Cell):
         return float(self.p.asnumpy())
 
     def construct(self, x):
-        x = ops.clamp(x, min=self.eps)
+        # maximum / div rather than clamp(min=) / 1.0 / p: the ONNX exporter converts these
+        x = ops.maximum(x, self.eps)
         x = ops.pow(x, self.p)
         x = x.mean(axis=(2, 3))
-        return ops.pow(x, 1.0 / self.p)
+        return ops.pow(x, ops.div(ops.ones_like(self.p), self.p))

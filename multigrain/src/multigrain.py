@@ -17,6 +17,7 @@ import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal
 
 from common import register_model
+from common.layers import MaxPool2d
 from multigrain.src.gem import GeM
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,7 +90,7 @@ class MultiGrain(nn.Cell):
         self.conv1 = _conv(3, 64, 7, stride=2)
         self.bn1 = _bn(64)
         self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
+        self.maxpool = MaxPool2d(kernel_size=3, stride=2, padding=1)  # after a ReLU: zero padding is exact
         stages, self.feature_info = [], []
         for i, (n, cin, cout, stride) in enumerate(zip(layer_nums, in_channels, out_channels, strides)):
             blocks = [ResidualBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1, zero_init_last_bn)

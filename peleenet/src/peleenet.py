@@ -14,6 +14,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal, Normal
 
+from common.layers import MaxPool2d
 from common.registry import register_model
 
 __all__ = ["PeleeNet", "default_cfgs"]
@@ -52,7 +53,7 @@ class StemBlock(nn.Cell):
         self.stem2a = BasicConv2d(num_init_features, num_stem_features, 1)
         self.stem2b = BasicConv2d(num_stem_features, num_init_features, 3, stride=2)
         self.stem3 = BasicConv2d(2 * num_init_features, num_init_features, 1)
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.pool = MaxPool2d(kernel_size=2, stride=2)
 
     def construct(self, x):
         out = self.stem1(x)

@@ -1,0 +1,51 @@
+"""Layers shared by the model families where MindSpore's stock cell is slow or does not export.
+
+``MaxPool2d`` computes what ``nn.MaxPool2d(kernel, stride, pad_mode="pad", padding=p)`` (PyTorch's
+``MaxPool2d(kernel, stride, padding=p)``) computes, but trains faster on CPU and exports to ONNX.
+Measured with MindSpore 2.10 on the 2-core CPU, batch 16 (docs/performance.md):
+
+- MindSpore's ``MaxPoolGrad`` re-runs the pooling through oneDNN's slow NCHW kernel before it
+  scatters the gradient: PeleeNet's 2x2/2 stem pool (16x32x112x112) costs 96 ms per training step
+  against 11 ms forward. ``MaxPoolWithArgmax`` keeps the argmax from the forward pass, so its
+  gradient is a scatter: forward + backward 39-50 ms instead of 100-130 ms, identical gradients
+  (ties go to the first maximum, as in PyTorch). Used while training on CPU.
+- A padded pool (ResNet's 3x3/2, padding 1) goes through ``MaxPool3DWithArgmax`` (155-185 ms
+  forward at 16x64x112x112), which ONNX cannot export, and ``nn.Pad`` costs 230-320 ms on the same
+  tensor. Concatenating zero borders (18-21 ms) and pooling ``valid`` takes ~60 ms forward and
+  130-170 ms forward + backward (argmax) against 190-230 ms. Zero padding equals PyTorch's -inf
+  padding for inputs >= 0 only, so ``padding > 0`` is for pools after a ReLU, where the zoo uses it.
+"""
+import mindspore as ms
+import mindspore.nn as nn
+import mindspore.ops as ops
+
+__all__ = ["MaxPool2d", "zero_pad2d"]
+
+
+def zero_pad2d(x, padding):
+    """Zero-pad H and W of an NCHW tensor on both sides (concatenation: far cheaper than Pad on CPU)."""
+    n, c, h, w = x.shape
+    rows = ops.zeros((n, c, padding, w), x.dtype)
+    x = ops.concat((rows, x, rows), 2)
+    cols = ops.zeros((n, c, h + 2 * padding, padding), x.dtype)
+    return ops.concat((cols, x, cols), 3)
+
+
+class MaxPool2d(nn.Cell):
+    """Max pool with symmetric zero padding (inputs must be >= 0 when padding > 0), NCHW."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self.pool = ops.MaxPool(kernel_size=kernel_size, strides=stride, pad_mode="VALID")
+        # the argmax pool only where it was measured: CPU; GPU/Ascend keep their native gradients
+        self.train_with_argmax = ms.get_context("device_target") == "CPU"
+        self.pool_with_argmax = ops.MaxPoolWithArgmax(kernel_size=kernel_size, strides=stride, pad_mode="VALID")
+
+    def construct(self, x):
+        if self.padding:
+            x = zero_pad2d(x, self.padding)
+        if self.training and self.train_with_argmax:
+            return self.pool_with_argmax(x)[0]
+        return self.pool(x)
