@@ -70,6 +70,10 @@ def create_parser():
     parser.add_argument("--pipeline_images", type=int, default=256, help="images written for --pipeline synthetic")
     parser.add_argument("--export", default="", help="mindir,onnx: also time the exported model served")
     parser.add_argument("--compare", action="store_true", help="also time the PyTorch twin if torch and timm import")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --compare: time MindSpore and the twin alternately this many times per model; "
+                             "ratios are the median (min-max) of the paired rounds (a shared machine's speed "
+                             "drifts by tens of percent within minutes; pairing cancels the drift)")
     parser.add_argument("--json", default="", help="write the results here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per subprocess")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one measurement
@@ -466,6 +470,7 @@ def add_ratios(entry):
     best = max([r for r in [ours_infer, *served.values()] if r] or [0])
     ratios["best_served_infer"] = ratio(best, torch_infer)
     entry["ratios_vs_torch"] = ratios
+    add_paired_ratios(entry)
     # the same by CPU seconds per step (torch's / ours): what a busy machine disturbs least
     cpu = lambda res, task: ((res or {}).get(task) or {}).get("cpu_s_per_step")  # noqa: E731
     ours_infer_cpu = [c for c in [cpu(entry, "infer")] + [cpu(r, "infer") for r in (entry.get("served") or {}).values()]
@@ -474,6 +479,21 @@ def add_ratios(entry):
         "train": ratio(cpu(torch_res, "train"), cpu(entry, "train")),
         "infer": ratio(cpu(torch_res, "infer"), cpu(entry, "infer")),
         "best_served_infer": ratio(cpu(torch_res, "infer"), min(ours_infer_cpu) if ours_infer_cpu else None)}
+
+
+def add_paired_ratios(entry):
+    """Median and range of train / infer ratios over the rounds (round 1 = the entry itself)."""
+    rounds = [entry] + entry.get("rounds", [])
+    if len(rounds) < 2:
+        return
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731  (odd rounds: the middle one)
+    rate = lambda res, task: ((res or {}).get(task) or {}).get("median")  # noqa: E731
+    for task in ("train", "infer"):
+        paired = [ratio(rate(r, task), rate(r.get("torch"), task)) for r in rounds]
+        paired = [v for v in paired if v]
+        if paired:
+            entry["ratios_vs_torch"][task] = median(paired)
+            entry["ratios_vs_torch"][f"{task}_rounds"] = paired
 
 
 def measure(args):
@@ -504,6 +524,11 @@ def measure(args):
             if args.compare and not torch_reason:
                 print(f"[{name}] PyTorch twin ...", flush=True)
                 entry["torch"] = run_worker(dict(spec, kind="torch", model=name), args.timeout)
+                for round_no in range(2, args.rounds + 1):
+                    print(f"[{name}] round {round_no}: MindSpore, PyTorch twin ...", flush=True)
+                    ours = run_worker(dict(spec, kind="model", model=name, export=[], out_dir=work), args.timeout)
+                    ours["torch"] = run_worker(dict(spec, kind="torch", model=name), args.timeout)
+                    entry.setdefault("rounds", []).append(ours)
                 add_ratios(entry)
             report["models"][name] = entry
         if args.pipeline:
@@ -533,8 +558,11 @@ def fmt_rate(res):
     return f"{res['median']:.2f} ({res['min']:.2f}-{res['max']:.2f})"
 
 
-def fmt_ratio(value):
-    return f"{value:.2f}x" if value else "-"
+def fmt_ratio(value, rounds=None):
+    if not value:
+        return "-"
+    spread = f" ({min(rounds):.2f}-{max(rounds):.2f})" if rounds and len(rounds) > 1 else ""
+    return f"{value:.2f}x{spread}"
 
 
 def fmt_cpu(res):
@@ -586,9 +614,14 @@ def markdown(report):
         if compare:
             twin = entry.get("torch") or {}
             ratios = entry.get("ratios_vs_torch") or {}
-            row += [fmt_rate(twin.get("train")), fmt_rate(twin.get("infer")), fmt_ratio(ratios.get("train")),
-                    fmt_ratio(ratios.get("infer")), fmt_ratio(ratios.get("best_served_infer"))]
+            row += [fmt_rate(twin.get("train")), fmt_rate(twin.get("infer")),
+                    fmt_ratio(ratios.get("train"), ratios.get("train_rounds")),
+                    fmt_ratio(ratios.get("infer"), ratios.get("infer_rounds")), fmt_ratio(ratios.get("best_served_infer"))]
         lines.append("| " + " | ".join(row) + " |")
+    rounds = settings.get("rounds") or 1
+    if compare and rounds > 1:
+        lines += ["", f"img/s columns: the first round; train and infer ratios: median (min-max) of {rounds} "
+                      "rounds, each MindSpore then the twin back to back"]
     lines += cpu_table(report, formats, compare)
     errors = [f"{name} {part}: {res['error']}" for name, entry in report["models"].items()
               for part, res in [("torch", entry.get("torch") or {})] + list((entry.get("served") or {}).items())
@@ -616,8 +649,8 @@ def main(argv=None):
     if args.worker:
         worker_main(args.worker)
         return None
-    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1:
-        parser.error("--repeat, --steps and --batch must be >= 1, --warmup >= 0")
+    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.rounds < 1:
+        parser.error("--repeat, --steps, --rounds and --batch must be >= 1, --warmup >= 0")
     report = measure(args)
     print(markdown(report), flush=True)
     if args.json:

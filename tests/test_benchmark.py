@@ -55,6 +55,24 @@ def test_ratios_against_torch_and_training():
     assert report["models"]["dla34"]["cpu_ratios_vs_torch"] == {"train": 0.75, "infer": 1.25, "best_served_infer": 2.0}
 
 
+def test_paired_rounds_give_the_median_ratio_and_its_range():
+    """Round 1 is the entry; each later round is MindSpore and the twin measured back to back."""
+    entry = {"train": _rate(3.0), "infer": _rate(10.0), "torch": {"train": _rate(4.0), "infer": _rate(16.0)},
+             "rounds": [{"train": _rate(4.5), "infer": _rate(9.0), "torch": {"train": _rate(5.0), "infer": _rate(10.0)}},
+                        {"train": _rate(2.0), "infer": _rate(8.0), "torch": {"train": _rate(2.5), "infer": _rate(10.0)}}]}
+    benchmark.add_ratios(entry)
+    ratios = entry["ratios_vs_torch"]
+    assert ratios["train_rounds"] == [0.75, 0.9, 0.8] and ratios["train"] == 0.8
+    assert ratios["infer_rounds"] == [0.625, 0.9, 0.8] and ratios["infer"] == 0.8
+    report = {"environment": {"settings": {"batch": 16, "size": 224, "device_target": "CPU", "threads": 2,
+                                           "rounds": 3}},
+              "models": {"dla34": entry}}
+    table = benchmark.markdown(report)
+    row = next(line for line in table.splitlines() if line.startswith("| dla34"))
+    assert "| 0.80x (0.75-0.90) | 0.80x (0.62-0.90) |" in row
+    assert "median (min-max) of 3 rounds" in table
+
+
 def test_markdown_table_has_every_column():
     table = benchmark.markdown(_report())
     header = next(line for line in table.splitlines() if line.startswith("| model"))
