@@ -6,7 +6,7 @@ import numpy as np
 import mindspore as ms
 
 from common.convert import WeightsError, convert_state_dict
-from common.weights import read_state_dict
+from common.weights import naming_of, read_state_dict
 
 _logger = logging.getLogger(__name__)
 # Keys a training checkpoint holds besides the network: optimizer slots and counters.
@@ -35,7 +35,7 @@ def load_weights(net, path, arch=None, allow_new_head=False):
     if fmt == "mindspore":
         weights, skipped = _match_native(state, net, head, path, arch)
     else:
-        source = {"safetensors": "torch"}.get(fmt, fmt)
+        source = naming_of(fmt)
         full = convert_state_dict(state, net, source, skip_prefixes=tuple(head))
         skipped = [n for n in head if n not in full]
         weights = full

@@ -27,13 +27,13 @@ def main(argv=None):
     from common.checkpoint import classifier_param_names, save_checkpoint_atomic
     from common.convert import WeightsError, convert_state_dict
     from common.registry import create_model, model_entrypoint
-    from common.weights import read_state_dict
+    from common.weights import naming_of, read_state_dict
 
     try:
         model_entrypoint(args.arch)
         state, fmt = read_state_dict(args.src)
         net = create_model(args.arch, num_classes=args.num_classes or _source_classes(state, args.arch))
-        source = {"safetensors": "torch"}.get(fmt, fmt)
+        source = naming_of(fmt)
         weights = convert_state_dict(state, net, source)
     except (WeightsError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

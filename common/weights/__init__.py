@@ -37,6 +37,12 @@ def sniff_format(path):
     return "mindspore"
 
 
+def naming_of(fmt):
+    """The parameter-naming convention of a file format for ``convert_state_dict``: safetensors
+    files are timm's, so they carry torch names; the others name their own framework."""
+    return {"safetensors": "torch"}.get(fmt, fmt)
+
+
 def read_state_dict(path):
     """``(state, fmt)``: the file's tensors as numpy arrays and the format detected.
 
