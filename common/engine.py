@@ -26,6 +26,7 @@ class TaskHooks:
     create_train_sampler: Optional[Callable] = None  # (cfg, rank, group_size, num_samples) -> sampler
     export_network: Optional[Callable] = None       # (cfg, net) -> cell to export
     check_config: Optional[Callable] = None         # (cfg) -> None, raise ConfigError
+    prepare_eval_net: Optional[Callable] = None     # (cfg, net) -> None, before eval (e.g. GeM p)
     after_eval: Optional[Callable] = None           # (cfg, net, result) -> None, e.g. retrieval metrics
 
 
@@ -213,6 +214,8 @@ def evaluate(cfg, hooks):
     init_device(_single(cfg))
     net = build_net(cfg, cfg.ckpt_file)
     net.set_train(False)
+    if hooks.prepare_eval_net:
+        hooks.prepare_eval_net(cfg, net)
     model = Model(net, loss_fn=create_loss(cfg, net, hooks), metrics=metrics())
     raw = model.eval(create_dataset(cfg, "val"), dataset_sink_mode=False)
     result = {k: float(raw[k]) for k in METRIC_NAMES}

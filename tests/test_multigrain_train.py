@@ -37,7 +37,9 @@ def test_train_eval_retrieval_export(demo_data, tmp_path):
     assert ckpt.is_file()
 
     proc = run_script("multigrain/eval.py", *common_args, "--ckpt_file", ckpt, "--retrieval", "True",
-                      "--query_list", val_list, "--gallery_list", train_list)
+                      "--query_list", val_list, "--gallery_list", train_list, "--eval_gem_p", 4)
+    # p is set before the classification eval (whose top-1 it changes), not only for retrieval
+    assert proc.stdout.index("GeM p for evaluation: 4") < proc.stdout.index("result:")
     result, line = _dict_after("result:", proc.stdout)
     assert line.endswith(f"ckpt= {ckpt}")
     assert set(result) == {"top_1_accuracy", "top_5_accuracy"}

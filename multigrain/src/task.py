@@ -91,8 +91,9 @@ def create_train_sampler(cfg, rank, group_size, num_samples):
 
 
 def _apply_eval_gem_p(cfg, net):
-    if cfg.eval_gem_p > 0:
+    if cfg.eval_gem_p > 0 and net.get_gem_p() != cfg.eval_gem_p:
         net.set_gem_p(cfg.eval_gem_p)
+        print(f"GeM p for evaluation: {net.get_gem_p():g}", flush=True)
 
 
 def export_network(cfg, net):
@@ -147,4 +148,4 @@ def train(cfg, hooks):
 
 HOOKS = TaskHooks(extra_defaults=EXTRA_DEFAULTS, create_loss=create_loss, create_train_network=create_train_network,
                   create_train_sampler=create_train_sampler, export_network=export_network,
-                  check_config=check_config, after_eval=after_eval)
+                  check_config=check_config, prepare_eval_net=_apply_eval_gem_p, after_eval=after_eval)
