@@ -77,6 +77,7 @@ DEFAULTS = {
     "ema_decay": (0.0, "EMA of the weights, e.g. 0.9998; 0 = off; evaluated, saved as ema_best.ckpt / ema-E_S.ckpt"),
     # checkpoints and evaluation
     "pretrained": ("", "weights to start from (.ckpt/.safetensors/.pth/.pdparams); another head is re-initialised"),
+    "require_pretrained": (False, "refuse to train without --pretrained or --resume (finetune recipes)"),
     "resume": ("", "training checkpoint to resume (weights, optimizer state, EMA, epoch, step); wins over pretrained"),
     "save_checkpoint": (True, "save checkpoints"),
     "save_checkpoint_epochs": (1, "save every N epochs"),

@@ -122,6 +122,10 @@ def train(cfg, hooks):
     from common.lr import create_lr_schedule
     from common.optim import create_optimizer
 
+    if cfg.require_pretrained and not (cfg.pretrained or cfg.resume):
+        raise ConfigError("config error: this recipe finetunes trained weights: pass --pretrained PATH "
+                          "(.ckpt/.pth/.pdparams/.safetensors) or --resume PATH; "
+                          "--require_pretrained False trains from scratch")
     rank, group_size = init_device(cfg)
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}") if group_size > 1 else os.path.join(out_dir, "ckpt")

@@ -41,6 +41,17 @@ def test_finetune_config_and_its_checkpoint_override(tmp_path):
     assert _cfg("finetune", "--pretrained", ckpt).pretrained == ckpt
 
 
+def test_finetune_without_weights_is_refused_not_trained_from_scratch(demo_data, tmp_path):
+    from conftest import run_script
+    proc = run_script("peleenet/train.py", "--config_path", CONFIG.format("finetune"), "--data_path", demo_data,
+                      "--device_target", "CPU", "--output_dir", tmp_path, check=False, timeout=300)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip() and "WARNING" not in line]
+    assert proc.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("error: config error: this recipe finetunes trained weights: "
+                                                   "pass --pretrained PATH")
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_demo_config_input_size_runs_through_peleenet():
     """32 px is PeleeNet's smallest input (stride 32): the demo config's size must give 10 logits."""
     import mindspore as ms
