@@ -94,3 +94,21 @@ def test_reset_classifier_zero_returns_pooled_features():
     x = ms.Tensor(np.zeros((1, 3, 32, 32), np.float32))
     assert net(x).shape == (1, net.num_features)
     assert net.get_classifier() is net.end_point
+
+
+def test_checkpoint_without_gem_p_loads_and_keeps_the_configured_p(tmp_path):
+    """A ModelZoo ResNet-50 checkpoint has every MultiGrain weight but GeM's p; other gaps still refuse."""
+    from common.checkpoint import load_weights
+    from common.convert import WeightsError
+    source = create_model("multigrain_resnet50", num_classes=10)
+    weights = [{"name": p.name, "data": p.data} for p in source.get_parameters() if p.name != "pool.p"]
+    ckpt = tmp_path / "resnet50_like.ckpt"
+    ms.save_checkpoint(weights, str(ckpt))
+    target = create_model("multigrain_resnet50", num_classes=10, gem_p=4.0)
+    load_weights(target, str(ckpt))
+    assert target.get_gem_p() == 4.0
+    np.testing.assert_array_equal(target.conv1.weight.asnumpy(), source.conv1.weight.asnumpy())
+
+    ms.save_checkpoint([w for w in weights if w["name"] != "conv1.weight"], str(ckpt))
+    with pytest.raises(WeightsError, match="conv1.weight"):
+        load_weights(create_model("multigrain_resnet50", num_classes=10), str(ckpt))

@@ -79,6 +79,9 @@ def l2_normalize(x, eps=1e-6):
 class MultiGrain(nn.Cell):
     """ResNet trunk -> GeM -> embedding -> fc classifier; see the module docstring."""
 
+    # GeM's p may be absent from a checkpoint (a ModelZoo ResNet-50 has no pool.p): keep the configured p
+    checkpoint_optional = ("pool.p",)
+
     def __init__(self, layer_nums=(3, 4, 6, 3), num_classes=1001, gem_p=3.0, gem_eps=1e-6,
                  zero_init_last_bn=False):
         super().__init__()
