@@ -457,14 +457,18 @@ def ratio(num, den):
     return round(num / den, 3)
 
 
+def measured(res, task, key="median"):
+    """One figure of a measurement (``res[task][key]``), None where it is missing or failed."""
+    return ((res or {}).get(task) or {}).get(key)
+
+
 def add_ratios(entry):
     torch_res = entry.get("torch") or {}
-    ours_train = (entry.get("train") or {}).get("median")
-    ours_infer = (entry.get("infer") or {}).get("median")
-    served = {fmt: (res.get("infer") or {}).get("median") for fmt, res in (entry.get("served") or {}).items()}
-    torch_train = (torch_res.get("train") or {}).get("median")
-    torch_infer = (torch_res.get("infer") or {}).get("median")
-    ratios = {"train": ratio(ours_train, torch_train), "infer": ratio(ours_infer, torch_infer)}
+    ours_infer = measured(entry, "infer")
+    served = {fmt: measured(res, "infer") for fmt, res in (entry.get("served") or {}).items()}
+    torch_infer = measured(torch_res, "infer")
+    ratios = {"train": ratio(measured(entry, "train"), measured(torch_res, "train")),
+              "infer": ratio(ours_infer, torch_infer)}
     for fmt, rate in served.items():
         ratios[f"{fmt}_infer"] = ratio(rate, torch_infer)
     best = max([r for r in [ours_infer, *served.values()] if r] or [0])
@@ -472,7 +476,7 @@ def add_ratios(entry):
     entry["ratios_vs_torch"] = ratios
     add_paired_ratios(entry)
     # the same by CPU seconds per step (torch's / ours): what a busy machine disturbs least
-    cpu = lambda res, task: ((res or {}).get(task) or {}).get("cpu_s_per_step")  # noqa: E731
+    cpu = lambda res, task: measured(res, task, "cpu_s_per_step")  # noqa: E731
     ours_infer_cpu = [c for c in [cpu(entry, "infer")] + [cpu(r, "infer") for r in (entry.get("served") or {}).values()]
                       if c]
     entry["cpu_ratios_vs_torch"] = {
@@ -486,13 +490,11 @@ def add_paired_ratios(entry):
     rounds = [entry] + entry.get("rounds", [])
     if len(rounds) < 2:
         return
-    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731  (odd rounds: the middle one)
-    rate = lambda res, task: ((res or {}).get(task) or {}).get("median")  # noqa: E731
     for task in ("train", "infer"):
-        paired = [ratio(rate(r, task), rate(r.get("torch"), task)) for r in rounds]
+        paired = [ratio(measured(r, task), measured(r.get("torch"), task)) for r in rounds]
         paired = [v for v in paired if v]
         if paired:
-            entry["ratios_vs_torch"][task] = median(paired)
+            entry["ratios_vs_torch"][task] = round(statistics.median(paired), 3)
             entry["ratios_vs_torch"][f"{task}_rounds"] = paired
 
 
@@ -512,8 +514,10 @@ def measure(args):
             report["environment"]["torch"], report["environment"]["timm"] = versions
     with tempfile.TemporaryDirectory(prefix="benchmark_") as work:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            ours_spec = dict(spec, kind="model", model=name, out_dir=work)
+            twin_spec = dict(spec, kind="torch", model=name)
             print(f"[{name}] MindSpore ...", flush=True)
-            entry = run_worker(dict(spec, kind="model", model=name, export=formats, out_dir=work), args.timeout)
+            entry = run_worker(dict(ours_spec, export=formats), args.timeout)
             for fmt, path in entry.get("exported", {}).items():
                 print(f"[{name}] served {fmt} ...", flush=True)
                 entry.setdefault("served", {})[fmt] = run_worker(
@@ -523,11 +527,11 @@ def measure(args):
             entry.pop("exported", None)
             if args.compare and not torch_reason:
                 print(f"[{name}] PyTorch twin ...", flush=True)
-                entry["torch"] = run_worker(dict(spec, kind="torch", model=name), args.timeout)
+                entry["torch"] = run_worker(twin_spec, args.timeout)
                 for round_no in range(2, args.rounds + 1):
                     print(f"[{name}] round {round_no}: MindSpore, PyTorch twin ...", flush=True)
-                    ours = run_worker(dict(spec, kind="model", model=name, export=[], out_dir=work), args.timeout)
-                    ours["torch"] = run_worker(dict(spec, kind="torch", model=name), args.timeout)
+                    ours = run_worker(dict(ours_spec, export=[]), args.timeout)
+                    ours["torch"] = run_worker(twin_spec, args.timeout)
                     entry.setdefault("rounds", []).append(ours)
                 add_ratios(entry)
             report["models"][name] = entry
