@@ -118,10 +118,10 @@ def extract(net, dataset):
 
 
 def retrieval_eval(cfg, net):
-    """mAP and recall@1/5 of ``query_list`` against ``gallery_list`` (same label = relevant)."""
+    """mAP and recall@1/5 of ``query_list`` against ``gallery_list`` (same label = relevant), with the
+    GeM p that ``prepare_eval_net`` set for this evaluation."""
     from common.data import create_dataset
     from multigrain.src.retrieval import retrieval_metrics
-    _apply_eval_gem_p(cfg, net)
     splits = {}
     for name in ("query", "gallery"):
         split_cfg = Config(cfg, cls_label_path_val=cfg[f"{name}_list"])
