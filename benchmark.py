@@ -21,6 +21,10 @@ input pipeline and each PyTorch twin in theirs.
   a PeleeNet written here after the official ``peleenet.py``, timm's ResNet-50 with GeM pooling
   for MultiGrain), eager, ``torch.set_num_threads(threads)``, SGD with momentum.
 
+``--paired N`` (with ``--compare``) also runs MindSpore and the twin in one process, their steps
+alternating, and reports the median over N pairs of the twin's step time / ours: the machine's
+drift then hits both sides of every pair alike.
+
 Every figure is the median over ``--repeat`` timed repetitions of ``--steps`` steps after
 ``--warmup`` untimed ones (the first includes graph compilation), with min and max. Nothing here
 needs torch: it is imported only in the twin's subprocess.
@@ -44,6 +48,7 @@ DEFAULT_MODELS = "dla34,dla46_c,dla60,peleenet,multigrain_resnet50"
 EXPORT_SUFFIX = {"mindir": ".mindir", "onnx": ".onnx"}
 SYNTHETIC_SIZE = (500, 375)  # the average ImageNet training image
 TIMM_TWINS = {"multigrain_resnet50": "resnet50", "multigrain": "resnet50"}
+PAIR_PAUSE_S = 0.2  # --paired: idle time before each step; the libraries' spinning threads settle by then
 
 
 # --------------------------------------------------------------------------- arguments
@@ -74,6 +79,10 @@ def create_parser():
                         help="with --compare: time MindSpore and the twin alternately this many times per model; "
                              "ratios are the median (min-max) of the paired rounds (a shared machine's speed "
                              "drifts by tens of percent within minutes; pairing cancels the drift)")
+    parser.add_argument("--paired", type=int, default=0, metavar="N",
+                        help="with --compare: also run MindSpore and the twin in ONE process, step for step, "
+                             "N pairs per task; ratio = median of (twin's step time / ours) over the pairs "
+                             "(cancels the drift that separate processes minutes apart cannot)")
     parser.add_argument("--json", default="", help="write the results here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per subprocess")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one measurement
@@ -151,10 +160,18 @@ def random_batch(spec, seed=0):
     return images, labels
 
 
+def ms_train_step(net, x, y):
+    """One training step as ``Model.train`` runs it: ``nn.TrainOneStepCell``, cross-entropy, Momentum."""
+    from mindspore import nn
+    loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+    step = nn.TrainOneStepCell(loss, nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9))
+    step.set_train(True)
+    return lambda: step(x, y).asnumpy()
+
+
 def run_model(spec):
     """Inference, then training, then the exports, for one registered model."""
     ms = ms_setup(spec)
-    from mindspore import nn
     from common import create_model
 
     images, labels = random_batch(spec)
@@ -180,10 +197,7 @@ def run_model(spec):
         import numpy as np
         np.save(os.path.join(spec["out_dir"], spec["model"] + "_reference.npy"), reference)
     if "train" in tasks:
-        loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
-        step = nn.TrainOneStepCell(loss, nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9))
-        step.set_train(True)
-        result["train"] = summarize(time_repeats(lambda: step(x, y).asnumpy(), repeat, warmup, steps), batch)
+        result["train"] = summarize(time_repeats(ms_train_step(net, x, y), repeat, warmup, steps), batch)
         result["rss_train_mb"] = peak_rss_mb()
     return result
 
@@ -367,22 +381,85 @@ def run_torch(spec):
     repeat, warmup, steps, batch = spec["repeat"], spec["warmup"], spec["steps"], spec["batch"]
     result = {"twin": twin, "torch_version": torch.__version__, "threads": threads}
     if "infer" in spec["tasks"]:
-        model.eval()
-        with torch.inference_mode():
-            result["infer"] = summarize(time_repeats(lambda: model(x), repeat, warmup, steps), batch)
+        result["infer"] = summarize(time_repeats(torch_infer_step(model, x), repeat, warmup, steps), batch)
     if "train" in spec["tasks"]:
-        model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        criterion = torch.nn.CrossEntropyLoss()
+        result["train"] = summarize(time_repeats(torch_train_step(model, x, y), repeat, warmup, steps), batch)
+    result["rss_mb"] = peak_rss_mb()
+    return result
 
-        def train_step():
-            optimizer.zero_grad()
-            loss = criterion(model(x), y)
-            loss.backward()
-            optimizer.step()
-            return loss
 
-        result["train"] = summarize(time_repeats(train_step, repeat, warmup, steps), batch)
+def torch_infer_step(model, x):
+    import torch
+    model.eval()
+
+    def infer_step():
+        with torch.inference_mode():
+            return model(x)
+    return infer_step
+
+
+def torch_train_step(model, x, y):
+    """The twin's step: zero_grad, forward, cross-entropy, backward, SGD with momentum 0.9."""
+    import torch
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def train_step():
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return train_step
+
+
+def alternate(ours, theirs, pairs, warmup, pause=PAIR_PAUSE_S, clock=time.perf_counter, sleep=time.sleep):
+    """Time ``ours`` and ``theirs`` step for step: ``pairs`` pairs after ``warmup`` untimed ones,
+    the order swapped every pair, ``pause`` seconds before each step so that neither library's idle
+    threads are still spinning into the other's step. Returns (our times, their times)."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    times = {ours: [], theirs: []}
+    for pair in range(pairs):
+        for step in ((ours, theirs) if pair % 2 == 0 else (theirs, ours)):
+            sleep(pause)
+            start = clock()
+            step()
+            times[step].append(clock() - start)
+    return times[ours], times[theirs]
+
+
+def summarize_pairs(ours, theirs, batch):
+    """The twin's step time over ours for every pair (> 1: we are faster): median, min, max."""
+    ratios = sorted(t / o for o, t in zip(ours, theirs))
+    return {"ratio": round(statistics.median(ratios), 3), "min": round(ratios[0], 3), "max": round(ratios[-1], 3),
+            "ratios": [round(r, 3) for r in ratios], "ours_img_s": round(batch / statistics.median(ours), 3),
+            "twin_img_s": round(batch / statistics.median(theirs), 3)}
+
+
+def run_paired(spec):
+    """MindSpore and the twin in one process, their steps alternating (``alternate``): inference,
+    then training, as in ``run_model``."""
+    ms = ms_setup(spec)
+    import torch
+    from common import create_model
+    torch.set_num_threads(spec["threads"] or os.cpu_count())
+    images, labels = random_batch(spec)
+    net = create_model(spec["model"], num_classes=1000)
+    model, twin = torch_twin(spec["model"])
+    x, y = ms.Tensor(images), ms.Tensor(labels)
+    tx, ty = torch.from_numpy(images), torch.from_numpy(labels).long()
+    warmup = max(spec["warmup"], 1)  # the first MindSpore step compiles the graph
+    result = {"twin": twin, "pairs": spec["paired"], "pause_s": PAIR_PAUSE_S}
+    if "infer" in spec["tasks"]:
+        net.set_train(False)
+        ours, theirs = alternate(lambda: net(x).asnumpy(), torch_infer_step(model, tx), spec["paired"], warmup)
+        result["infer"] = summarize_pairs(ours, theirs, spec["batch"])
+    if "train" in spec["tasks"]:
+        ours, theirs = alternate(ms_train_step(net, x, y), torch_train_step(model, tx, ty), spec["paired"], warmup)
+        result["train"] = summarize_pairs(ours, theirs, spec["batch"])
     result["rss_mb"] = peak_rss_mb()
     return result
 
@@ -396,7 +473,8 @@ def torch_available():
     return (probe.stderr.strip().splitlines() or ["import failed"])[-1], []
 
 
-WORKERS = {"model": run_model, "served": run_served, "pipeline": run_pipeline, "torch": run_torch}
+WORKERS = {"model": run_model, "served": run_served, "pipeline": run_pipeline, "torch": run_torch,
+           "paired": run_paired}
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -434,7 +512,7 @@ def worker_main(spec_json):
 def base_spec(args):
     return {"batch": args.batch, "size": args.size, "device_target": args.device_target, "threads": args.threads,
             "repeat": args.repeat, "warmup": args.warmup, "steps": args.steps, "jit_level": args.jit_level,
-            "graph_kernel": args.graph_kernel, "tasks": [t for t in args.tasks.split(",") if t]}
+            "graph_kernel": args.graph_kernel, "paired": args.paired, "tasks": [t for t in args.tasks.split(",") if t]}
 
 
 def environment(args):
@@ -533,6 +611,9 @@ def measure(args):
                     ours = run_worker(dict(ours_spec, export=[]), args.timeout)
                     ours["torch"] = run_worker(twin_spec, args.timeout)
                     entry.setdefault("rounds", []).append(ours)
+                if args.paired:
+                    print(f"[{name}] MindSpore and the twin in one process, {args.paired} pairs ...", flush=True)
+                    entry["paired"] = run_worker(dict(twin_spec, kind="paired"), args.timeout)
                 add_ratios(entry)
             report["models"][name] = entry
         if args.pipeline:
@@ -594,6 +675,27 @@ def cpu_table(report, formats, compare):
     return lines
 
 
+def paired_table(report):
+    """--paired: the step-for-step ratios, the figure to quote when the machine's speed drifts."""
+    entries = {name: e["paired"] for name, e in report["models"].items() if e.get("paired")}
+    if not entries:
+        return []
+    pause = next((p.get("pause_s") for p in entries.values() if "pause_s" in p), PAIR_PAUSE_S)
+    lines = ["", f"MindSpore and the twin in one process, steps alternating ({pause} s apart, order swapped every "
+                 "pair); ratio: the twin's step time / ours per pair, median (min-max)", "",
+             "| model | pairs | train ratio | infer ratio | ours train img/s | twin train img/s |",
+             "|---|---|---|---|---|---|"]
+    for name, paired in entries.items():
+        if "error" in paired:
+            lines.append(f"| {name} | error: {paired['error']} |")
+            continue
+        train, infer = paired.get("train") or {}, paired.get("infer") or {}
+        cells = [fmt_ratio(res.get("ratio"), res.get("ratios")) for res in (train, infer)]
+        lines.append(f"| {name} | {paired['pairs']} | {cells[0]} | {cells[1]} | "
+                     f"{train.get('ours_img_s', '-')} | {train.get('twin_img_s', '-')} |")
+    return lines
+
+
 def markdown(report):
     env = report["environment"]
     settings = env["settings"]
@@ -627,6 +729,7 @@ def markdown(report):
         lines += ["", f"img/s columns: the first round; train and infer ratios: median (min-max) of {rounds} "
                       "rounds, each MindSpore then the twin back to back"]
     lines += cpu_table(report, formats, compare)
+    lines += paired_table(report)
     errors = [f"{name} {part}: {res['error']}" for name, entry in report["models"].items()
               for part, res in [("torch", entry.get("torch") or {})] + list((entry.get("served") or {}).items())
               if isinstance(res, dict) and "error" in res]
@@ -653,8 +756,10 @@ def main(argv=None):
     if args.worker:
         worker_main(args.worker)
         return None
-    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.rounds < 1:
-        parser.error("--repeat, --steps, --rounds and --batch must be >= 1, --warmup >= 0")
+    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.rounds < 1 or args.paired < 0:
+        parser.error("--repeat, --steps, --rounds and --batch must be >= 1, --warmup and --paired >= 0")
+    if args.paired and not args.compare:
+        parser.error("--paired times MindSpore against the PyTorch twin: it needs --compare")
     report = measure(args)
     print(markdown(report), flush=True)
     if args.json:

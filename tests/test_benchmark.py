@@ -73,6 +73,46 @@ def test_paired_rounds_give_the_median_ratio_and_its_range():
     assert "median (min-max) of 3 rounds" in table
 
 
+class FakeClock:
+    """Each step advances the clock by its own fixed duration: alternate() needs no real timing."""
+
+    def __init__(self):
+        self.now, self.calls, self.slept = 0.0, [], 0.0
+
+    def step(self, name, seconds):
+        def run():
+            self.calls.append(name)
+            self.now += seconds
+        return run
+
+    def sleep(self, seconds):
+        self.slept += seconds
+
+
+def test_alternate_swaps_the_order_every_pair_and_times_each_step():
+    clock = FakeClock()
+    ours, theirs = benchmark.alternate(clock.step("ours", 2.0), clock.step("twin", 1.5), pairs=3, warmup=1,
+                                       pause=0.2, clock=lambda: clock.now, sleep=clock.sleep)
+    assert clock.calls == ["ours", "twin"] + ["ours", "twin", "twin", "ours", "ours", "twin"]
+    assert ours == [2.0] * 3 and theirs == [1.5] * 3
+    assert clock.slept == pytest.approx(6 * 0.2)  # a pause before every timed step, none in warm-up
+
+
+def test_paired_ratios_are_the_twins_time_over_ours_per_pair():
+    # pairs (ours, twin) seconds: (1, 0.8), (2, 1.0), (1, 1.2) -> ratios 0.8, 0.5, 1.2; batch 16
+    result = benchmark.summarize_pairs([1.0, 2.0, 1.0], [0.8, 1.0, 1.2], 16)
+    assert result["ratios"] == [0.5, 0.8, 1.2] and result["ratio"] == 0.8
+    assert (result["min"], result["max"]) == (0.5, 1.2)
+    assert result["ours_img_s"] == 16.0 and result["twin_img_s"] == 16.0  # median step 1 s each
+    report = _report()
+    report["models"]["dla34"]["paired"] = {"pairs": 3, "pause_s": 0.2, "train": result,
+                                           "infer": benchmark.summarize_pairs([0.5], [0.6], 16)}
+    table = benchmark.markdown(report)
+    assert "steps alternating (0.2 s apart" in table
+    row = [line for line in table.splitlines() if line.startswith("| dla34")][-1]
+    assert row == "| dla34 | 3 | 0.80x (0.50-1.20) | 1.20x | 16.0 | 16.0 |"
+
+
 def test_markdown_table_has_every_column():
     table = benchmark.markdown(_report())
     header = next(line for line in table.splitlines() if line.startswith("| model"))
@@ -84,6 +124,12 @@ def test_markdown_table_has_every_column():
     assert "PyTorch 2.13.0" in table and "dla34 4.00x" in table
     cpu_row = [line for line in table.splitlines() if line.startswith("| dla34")][1]
     assert cpu_row.split(" | ")[1:3] == ["8.000", "2.000"] and cpu_row.endswith("| 0.75x | 1.25x | 2.00x |")
+
+
+def test_paired_without_compare_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--models", "dla34", "--paired", "5"])
+    assert "--paired times MindSpore against the PyTorch twin: it needs --compare" in capsys.readouterr().err
 
 
 def test_bad_export_format_is_refused():
