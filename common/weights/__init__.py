@@ -24,16 +24,18 @@ def sniff_format(path):
         head = f.read(16)
     if head[:4] == b"PK\x03\x04":
         return "torch"
+    # safetensors before pickle: its little-endian header length can start with byte 0x80 too
+    # (one file in 256), which a pickle's protocol opcode also does
+    if len(head) >= 9 and head[8:9] == b"{":
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 0 < header_len < os.path.getsize(path):
+            return "safetensors"
     if head[:1] == b"\x80":
         # a pickle: .pdparams is a pickled dict; legacy (pre-zip) torch files start with torch's
         # magic number, and the torch reader explains that format
         from common.weights.paddle_reader import looks_like_pdparams
         legacy_torch = head.startswith(_TORCH_LEGACY_MAGIC) or path.endswith(_TORCH_SUFFIXES)
         return "paddle" if looks_like_pdparams(path) and not legacy_torch else "torch"
-    if len(head) >= 9 and head[8:9] == b"{":
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 0 < header_len < os.path.getsize(path):
-            return "safetensors"
     return "mindspore"
 
 
