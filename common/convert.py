@@ -59,11 +59,12 @@ def convert_state_dict(state, net, source="torch", skip_prefixes=()):
             value = np.ascontiguousarray(value.T)
         renamed[new_key] = (key, value)
     params = {p.name: p for p in net.get_parameters()}
+    optional = getattr(net, "checkpoint_optional", ())  # may be absent from a source: kept as configured
     out, missing, bad_shape, used = {}, [], [], set()
     for name, param in params.items():
         src = next((c for c in _source_candidates(name, _is_batchnorm_param(params, name)) if c in renamed), None)
         if src is None:
-            if not _skipped(name, skip_prefixes):
+            if not _skipped(name, skip_prefixes) and name not in optional:
                 missing.append(name)
             continue
         used.add(src)

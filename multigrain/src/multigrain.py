@@ -76,6 +76,16 @@ def l2_normalize(x, eps=1e-6):
     return x / (ops.norm(x, dim=-1, keepdim=True) + eps)
 
 
+def _from_torch_resnet(key):
+    """timm / torchvision ResNet names -> ours (ModelZoo's): ``downsample`` is ``down_sample_layer``,
+    ``fc`` is ``end_point``; so an ImageNet ResNet-50 initialises MultiGrain, as in the paper."""
+    key = key.replace(".downsample.", ".down_sample_layer.")
+    return "end_point." + key[len("fc."):] if key.startswith("fc.") else key
+
+
+SOURCE_KEY_MAPS = {"torch": _from_torch_resnet}
+
+
 class MultiGrain(nn.Cell):
     """ResNet trunk -> GeM -> embedding -> fc classifier; see the module docstring."""
 
