@@ -44,7 +44,10 @@ def load_weights(net, path, arch=None, allow_new_head=False):
                         path, ", ".join(skipped))
     params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in weights.items()}
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
-    not_loaded = [n for n in not_loaded if n not in skipped and n not in getattr(net, "checkpoint_optional", ())]
+    optional = getattr(net, "checkpoint_optional", ())
+    for name in [n for n in not_loaded if n in optional]:
+        _logger.warning("%s has no %s: kept as configured (%s)", path, name, net.parameters_dict()[name].asnumpy())
+    not_loaded = [n for n in not_loaded if n not in skipped and n not in optional]
     if not_loaded:  # load_param_into_net does not raise on missing parameters: check its answer
         raise WeightsError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
     return skipped
@@ -52,13 +55,12 @@ def load_weights(net, path, arch=None, allow_new_head=False):
 
 def _match_native(state, net, head, path, arch):
     missing, bad_shape, skipped, weights = [], [], [], {}
-    optional = getattr(net, "checkpoint_optional", ())
+    optional = getattr(net, "checkpoint_optional", ())  # load_weights says which were kept as configured
     for param in net.get_parameters():
         value = state.get(param.name)
-        if value is None and param.name in optional:
-            _logger.warning("%s has no %s: kept as configured (%s)", path, param.name, param.asnumpy())
-        elif value is None:
-            missing.append(param.name)
+        if value is None:
+            if param.name not in optional:
+                missing.append(param.name)
         elif tuple(value.shape) != tuple(param.shape):
             if param.name in head:
                 skipped.append(param.name)
