@@ -552,7 +552,7 @@ def add_ratios(entry):
     best = max([r for r in [ours_infer, *served.values()] if r] or [0])
     ratios["best_served_infer"] = ratio(best, torch_infer)
     entry["ratios_vs_torch"] = ratios
-    add_paired_ratios(entry)
+    add_round_ratios(entry)
     # the same by CPU seconds per step (torch's / ours): what a busy machine disturbs least
     cpu = lambda res, task: measured(res, task, "cpu_s_per_step")  # noqa: E731
     ours_infer_cpu = [c for c in [cpu(entry, "infer")] + [cpu(r, "infer") for r in (entry.get("served") or {}).values()]
@@ -563,7 +563,7 @@ def add_ratios(entry):
         "best_served_infer": ratio(cpu(torch_res, "infer"), min(ours_infer_cpu) if ours_infer_cpu else None)}
 
 
-def add_paired_ratios(entry):
+def add_round_ratios(entry):
     """Median and range of train / infer ratios over the rounds (round 1 = the entry itself)."""
     rounds = [entry] + entry.get("rounds", [])
     if len(rounds) < 2:
