@@ -1,5 +1,7 @@
 """common.layers.MaxPool2d against MindSpore's stock nn.MaxPool2d (the PyTorch-equivalent pool):
 same outputs in training and inference, same input gradients, and exportable to ONNX."""
+import re
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,110 @@ def test_multigrain_exports_to_onnx_with_the_same_outputs(graph_mode, tmp_path):
     onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0]
     ref = net(ms.Tensor(x)).asnumpy()
     assert np.abs(onnx_out - ref).max() <= 1e-4 * max(np.abs(ref).max(), 1.0)
+
+
+class _StockBatchNormRelu(nn.Cell):
+    """The reference: MindSpore's own BatchNorm2d, then ReLU when asked."""
+
+    def __init__(self, channels, relu):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
+        self.relu = nn.ReLU() if relu else nn.Identity()
+
+    def construct(self, x):
+        return self.relu(self.norm(x))
+
+
+class _WeightedSum(nn.Cell):
+    """A scalar loss whose gradient reaches every output element differently."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x, weights):
+        return (self.net(x) * weights).sum()
+
+
+def _train_twice_then_eval(norm_cell, bn, x_steps, weights):
+    """Loss and gradients (x, gamma, beta) of two training steps, then running stats and eval output."""
+    loss_cell = _WeightedSum(norm_cell)
+    grad_fn = ms.value_and_grad(loss_cell, grad_position=0, weights=[bn.gamma, bn.beta])
+    out = []
+    norm_cell.set_train(True)
+    for x in x_steps:
+        loss, (dx, (dgamma, dbeta)) = grad_fn(ms.Tensor(x), ms.Tensor(weights))
+        out += [loss.asnumpy(), dx.asnumpy(), dgamma.asnumpy(), dbeta.asnumpy()]
+    norm_cell.set_train(False)
+    return out + [bn.moving_mean.asnumpy(), bn.moving_variance.asnumpy(), norm_cell(ms.Tensor(x_steps[0])).asnumpy()]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_fused_batchnorm_matches_stock_batchnorm_in_training_and_eval(graph_mode, relu):
+    from common.cpu_kernels import batch_norm_train_op
+    from common.layers import BatchNorm2d
+
+    assert batch_norm_train_op(relu) is not None, "the fused kernel did not build (see the log)"
+    rng = np.random.default_rng(7)
+    channels = 6
+    # a mean far from 0 against the spread checks the variance's accuracy; 3 spatial sizes cover
+    # the single-threaded and the channel-split paths of the kernel
+    x_steps = [rng.standard_normal((4, channels, 5, 7)).astype(np.float32) * 3 + 20,
+               rng.standard_normal((4, channels, 5, 7)).astype(np.float32)]
+    weights = rng.standard_normal((4, channels, 5, 7)).astype(np.float32)
+    gamma = np.linspace(0.5, 2.0, channels).astype(np.float32)
+    beta = np.linspace(-1.0, 1.0, channels).astype(np.float32)
+
+    stock = _StockBatchNormRelu(channels, relu)
+    ours = BatchNorm2d(channels, relu=relu)
+    assert ours.fused_train is not None
+    for bn in (stock.norm, ours):
+        bn.gamma.set_data(ms.Tensor(gamma))
+        bn.beta.set_data(ms.Tensor(beta))
+    expected = _train_twice_then_eval(stock, stock.norm, x_steps, weights)
+    got = _train_twice_then_eval(ours, ours, x_steps, weights)
+    names = ["loss", "dx", "dgamma", "dbeta"] * 2 + ["moving_mean", "moving_variance", "eval output"]
+    for name, want, have in zip(names, expected, got):
+        np.testing.assert_allclose(have, want, rtol=2e-4, atol=2e-4 * float(np.abs(want).max()), err_msg=name)
+
+
+def test_fused_batchnorm_large_tensor_splits_channels_and_matches(graph_mode):
+    """Past 2**17 elements the kernel splits channels over threads: still the stock result."""
+    from common.layers import BatchNorm2d
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 64, 72)).astype(np.float32) * 2 + 1
+    weights = rng.standard_normal(x.shape).astype(np.float32)
+    stock = _StockBatchNormRelu(16, True)
+    ours = BatchNorm2d(16, relu=True)
+    expected = _train_twice_then_eval(stock, stock.norm, [x], weights)
+    got = _train_twice_then_eval(ours, ours, [x], weights)
+    for want, have in zip(expected, got):
+        np.testing.assert_allclose(have, want, rtol=2e-4, atol=2e-4 * float(np.abs(want).max()))
+
+
+def test_kernel_build_without_compiler_says_why(tmp_path):
+    from common.cpu_kernels import build_library
+
+    with pytest.raises(RuntimeError, match=re.escape("no C++ compiler 'no-such-c++' on PATH")):
+        build_library(cache_dir=str(tmp_path), compiler="no-such-c++")
+
+
+def test_batchnorm_without_the_kernel_is_stock_batchnorm(graph_mode, monkeypatch):
+    """MS_ZOO_CPU_KERNELS=0 (or no compiler) leaves MindSpore's ops: same training output."""
+    from common import cpu_kernels
+    from common.layers import BatchNorm2d
+
+    monkeypatch.setenv("MS_ZOO_CPU_KERNELS", "0")
+    cpu_kernels.batch_norm_train_op.cache_clear()
+    try:
+        ours = BatchNorm2d(3, relu=True)
+    finally:
+        monkeypatch.delenv("MS_ZOO_CPU_KERNELS")
+        cpu_kernels.batch_norm_train_op.cache_clear()
+    assert ours.fused_train is None
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    stock = _StockBatchNormRelu(3, True)
+    for cell in (stock, ours):
+        cell.set_train(True)
+    np.testing.assert_allclose(ours(ms.Tensor(x)).asnumpy(), stock(ms.Tensor(x)).asnumpy(), rtol=1e-5, atol=1e-6)

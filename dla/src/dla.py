@@ -9,7 +9,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import Normal, initializer
 
-from common.layers import MaxPool2d
+from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 
 __all__ = ["DLA", "default_cfgs"]
@@ -28,19 +28,23 @@ default_cfgs = {name: _cfg() for name in (
     "dla34", "dla46_c", "dla46x_c", "dla60x_c", "dla60", "dla60x", "dla102", "dla102x", "dla102x2", "dla169")}
 
 
-def conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1):
-    """Conv (symmetric padding, no bias) + BatchNorm, as the two cells of a PyTorch Sequential."""
-    return [nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
-                      group=groups, has_bias=False),
-            nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.9)]
+def conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1, relu=False):
+    """Conv (symmetric padding, no bias) + BatchNorm, as the two cells of a PyTorch Sequential.
+
+    ``relu`` fuses the ReLU into the BatchNorm and adds an Identity where the Sequential has its
+    ReLU, so the cell indices (and checkpoint names) stay the PyTorch ones."""
+    cells = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
+                       group=groups, has_bias=False),
+             _bn(out_channels, relu)]
+    return cells + [nn.Identity()] if relu else cells
 
 
 def _conv(in_channels, out_channels, kernel_size, stride=1, groups=1):
     return conv_bn(in_channels, out_channels, kernel_size, stride, groups)[0]
 
 
-def _bn(channels):
-    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
+def _bn(channels, relu=False):
+    return BatchNorm2d(channels, eps=1e-5, momentum=0.9, relu=relu)
 
 
 class DlaBasic(nn.Cell):
@@ -49,7 +53,7 @@ class DlaBasic(nn.Cell):
     def __init__(self, inplanes, planes, stride=1, **_):
         super().__init__()
         self.conv1 = _conv(inplanes, planes, 3, stride)
-        self.bn1 = _bn(planes)
+        self.bn1 = _bn(planes, relu=True)
         self.conv2 = _conv(planes, planes, 3)
         self.bn2 = _bn(planes)
         self.relu = nn.ReLU()
@@ -57,7 +61,7 @@ class DlaBasic(nn.Cell):
     def construct(self, x, shortcut=None):
         if shortcut is None:
             shortcut = x
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x))
         out = self.bn2(self.conv2(out))
         return self.relu(out + shortcut)
 
@@ -70,9 +74,9 @@ class DlaBottleneck(nn.Cell):
         super().__init__()
         mid_planes = int(math.floor(outplanes * (base_width / 64)) * cardinality) // self.expansion
         self.conv1 = _conv(inplanes, mid_planes, 1)
-        self.bn1 = _bn(mid_planes)
+        self.bn1 = _bn(mid_planes, relu=True)
         self.conv2 = _conv(mid_planes, mid_planes, 3, stride, groups=cardinality)
-        self.bn2 = _bn(mid_planes)
+        self.bn2 = _bn(mid_planes, relu=True)
         self.conv3 = _conv(mid_planes, outplanes, 1)
         self.bn3 = _bn(outplanes)
         self.relu = nn.ReLU()
@@ -80,8 +84,8 @@ class DlaBottleneck(nn.Cell):
     def construct(self, x, shortcut=None):
         if shortcut is None:
             shortcut = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn1(self.conv1(x))
+        out = self.bn2(self.conv2(out))
         out = self.bn3(self.conv3(out))
         return self.relu(out + shortcut)
 
@@ -151,7 +155,7 @@ class DLA(nn.Cell):
         self.channels = channels
         self.num_classes = num_classes
         self.drop_rate = drop_rate
-        self.base_layer = nn.SequentialCell(conv_bn(in_chans, channels[0], 7) + [nn.ReLU()])
+        self.base_layer = nn.SequentialCell(conv_bn(in_chans, channels[0], 7, relu=True))
         self.level0 = self._make_conv_level(channels[0], channels[0], levels[0])
         self.level1 = self._make_conv_level(channels[0], channels[1], levels[1], stride=2)
         tree_args = dict(cardinality=cardinality, base_width=base_width, root_shortcut=shortcut_root)
@@ -170,7 +174,7 @@ class DLA(nn.Cell):
     def _make_conv_level(inplanes, planes, convs, stride=1):
         cells = []
         for i in range(convs):
-            cells += conv_bn(inplanes, planes, 3, stride if i == 0 else 1) + [nn.ReLU()]
+            cells += conv_bn(inplanes, planes, 3, stride if i == 0 else 1, relu=True)
             inplanes = planes
         return nn.SequentialCell(cells)
 

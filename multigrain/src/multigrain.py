@@ -17,7 +17,7 @@ import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal
 
 from common import register_model
-from common.layers import MaxPool2d
+from common.layers import BatchNorm2d, MaxPool2d
 from multigrain.src.gem import GeM
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,8 +37,8 @@ def _conv(in_channels, out_channels, kernel_size, stride=1):
                      weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
 
 
-def _bn(channels, zero_init=False):
-    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9, gamma_init="zeros" if zero_init else "ones")
+def _bn(channels, zero_init=False, relu=False):
+    return BatchNorm2d(channels, eps=1e-5, momentum=0.9, relu=relu, gamma_init="zeros" if zero_init else "ones")
 
 
 class ResidualBlock(nn.Cell):
@@ -49,9 +49,9 @@ class ResidualBlock(nn.Cell):
         super().__init__()
         channel = out_channel // self.expansion
         self.conv1 = _conv(in_channel, channel, 1)
-        self.bn1 = _bn(channel)
+        self.bn1 = _bn(channel, relu=True)
         self.conv2 = _conv(channel, channel, 3, stride)
-        self.bn2 = _bn(channel)
+        self.bn2 = _bn(channel, relu=True)
         self.conv3 = _conv(channel, out_channel, 1)
         self.bn3 = _bn(out_channel, zero_init=zero_init_last_bn)
         self.relu = nn.ReLU()
@@ -63,8 +63,8 @@ class ResidualBlock(nn.Cell):
 
     def construct(self, x):
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn1(self.conv1(x))
+        out = self.bn2(self.conv2(out))
         out = self.bn3(self.conv3(out))
         if self.down_sample:
             identity = self.down_sample_layer(identity)
@@ -101,8 +101,7 @@ class MultiGrain(nn.Cell):
         self.num_classes = num_classes
         self.num_features = out_channels[-1]
         self.conv1 = _conv(3, 64, 7, stride=2)
-        self.bn1 = _bn(64)
-        self.relu = nn.ReLU()
+        self.bn1 = _bn(64, relu=True)
         self.maxpool = MaxPool2d(kernel_size=3, stride=2, padding=1)  # after a ReLU: zero padding is exact
         stages, self.feature_info = [], []
         for i, (n, cin, cout, stride) in enumerate(zip(layer_nums, in_channels, out_channels, strides)):
@@ -133,7 +132,7 @@ class MultiGrain(nn.Cell):
         return self.pool.get_p()
 
     def forward_features(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward_head(self, x, pre_logits=False):

@@ -14,7 +14,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal, Normal
 
-from common.layers import MaxPool2d
+from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 
 __all__ = ["PeleeNet", "default_cfgs"]
@@ -36,11 +36,10 @@ class BasicConv2d(nn.Cell):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode="pad",
                               padding=kernel_size // 2, has_bias=False,
                               weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
-        self.norm = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.9)
-        self.relu = nn.ReLU()
+        self.norm = BatchNorm2d(out_channels, eps=1e-5, momentum=0.9, relu=True)  # ReLU fused in
 
     def construct(self, x):
-        return self.relu(self.norm(self.conv(x)))
+        return self.norm(self.conv(x))
 
 
 class StemBlock(nn.Cell):
