@@ -33,14 +33,13 @@ def conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1, relu=Fal
 
     ``relu`` fuses the ReLU into the BatchNorm and adds an Identity where the Sequential has its
     ReLU, so the cell indices (and checkpoint names) stay the PyTorch ones."""
-    cells = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
-                       group=groups, has_bias=False),
-             _bn(out_channels, relu)]
+    cells = [_conv(in_channels, out_channels, kernel_size, stride, groups), _bn(out_channels, relu)]
     return cells + [nn.Identity()] if relu else cells
 
 
 def _conv(in_channels, out_channels, kernel_size, stride=1, groups=1):
-    return conv_bn(in_channels, out_channels, kernel_size, stride, groups)[0]
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
+                     group=groups, has_bias=False)
 
 
 def _bn(channels, relu=False):
