@@ -1,9 +1,9 @@
 """CPU training kernels of our own, compiled on first use: fused BatchNorm(+ReLU), see kernels/batch_norm.cc.
 
 The C++ source is built with the system's C++ compiler (``$CXX``, else ``g++``) into a cache folder
-(``$MS_ZOO_KERNEL_CACHE``, else ``~/.cache/ms-zoo-kernels``) named by the source's hash, and loaded as
-MindSpore "aot" ``Custom`` ops. Without a compiler, or with ``MS_ZOO_CPU_KERNELS=0``, the layers use
-MindSpore's stock ops (same results, slower); the reason is logged once.
+(``$MS_ZOO_KERNEL_CACHE``, else ``~/.cache/ms-zoo-kernels``) named by a hash of the source, compiler and
+flags, and loaded as MindSpore "aot" ``Custom`` ops. Without a compiler, or with ``MS_ZOO_CPU_KERNELS=0``,
+the layers use MindSpore's stock ops (same results, slower); the reason is logged once.
 """
 import functools
 import hashlib
@@ -40,8 +40,8 @@ def build_library(source=SOURCE, cache_dir=None, compiler=None):
     compiler = compiler or os.environ.get("CXX") or "g++"
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler '{compiler}' on PATH (set CXX)")
+    flags = CXX_FLAGS + cpu_flags()
     with open(source, "rb") as f:
-        flags = CXX_FLAGS + cpu_flags()
         digest = hashlib.sha256(f.read() + " ".join([compiler] + flags).encode()).hexdigest()[:16]
     cache_dir = cache_dir or kernel_cache_dir()
     os.makedirs(cache_dir, exist_ok=True)

@@ -1,5 +1,6 @@
-"""common.layers.MaxPool2d against MindSpore's stock nn.MaxPool2d (the PyTorch-equivalent pool):
-same outputs in training and inference, same input gradients, and exportable to ONNX."""
+"""common.layers against MindSpore's stock cells: MaxPool2d against nn.MaxPool2d (the PyTorch-equivalent
+pool): same outputs in training and inference, same input gradients, and exportable to ONNX;
+BatchNorm2d (fused kernel) against nn.BatchNorm2d + nn.ReLU: same losses, gradients and running stats."""
 import re
 
 import numpy as np
@@ -104,48 +105,42 @@ def _train_twice_then_eval(norm_cell, bn, x_steps, weights):
     return out + [bn.moving_mean.asnumpy(), bn.moving_variance.asnumpy(), norm_cell(ms.Tensor(x_steps[0])).asnumpy()]
 
 
-@pytest.mark.parametrize("relu", [False, True])
-def test_fused_batchnorm_matches_stock_batchnorm_in_training_and_eval(graph_mode, relu):
-    from common.cpu_kernels import batch_norm_train_op
+def _assert_fused_matches_stock(relu, x_steps, weights, gamma=None, beta=None):
+    """Our BatchNorm2d (fused kernel in use) and the stock cells, same start, same steps: same numbers."""
     from common.layers import BatchNorm2d
 
-    assert batch_norm_train_op(relu) is not None, "the fused kernel did not build (see the log)"
-    rng = np.random.default_rng(7)
-    channels = 6
-    # a mean far from 0 against the spread checks the variance's accuracy; 3 spatial sizes cover
-    # the single-threaded and the channel-split paths of the kernel
-    x_steps = [rng.standard_normal((4, channels, 5, 7)).astype(np.float32) * 3 + 20,
-               rng.standard_normal((4, channels, 5, 7)).astype(np.float32)]
-    weights = rng.standard_normal((4, channels, 5, 7)).astype(np.float32)
-    gamma = np.linspace(0.5, 2.0, channels).astype(np.float32)
-    beta = np.linspace(-1.0, 1.0, channels).astype(np.float32)
-
+    channels = x_steps[0].shape[1]
     stock = _StockBatchNormRelu(channels, relu)
     ours = BatchNorm2d(channels, relu=relu)
-    assert ours.fused_train is not None
+    assert ours.fused_train is not None, "the fused kernel did not build (see the log)"
     for bn in (stock.norm, ours):
-        bn.gamma.set_data(ms.Tensor(gamma))
-        bn.beta.set_data(ms.Tensor(beta))
+        if gamma is not None:
+            bn.gamma.set_data(ms.Tensor(gamma))
+            bn.beta.set_data(ms.Tensor(beta))
     expected = _train_twice_then_eval(stock, stock.norm, x_steps, weights)
     got = _train_twice_then_eval(ours, ours, x_steps, weights)
-    names = ["loss", "dx", "dgamma", "dbeta"] * 2 + ["moving_mean", "moving_variance", "eval output"]
+    names = ["loss", "dx", "dgamma", "dbeta"] * len(x_steps) + ["moving_mean", "moving_variance", "eval output"]
     for name, want, have in zip(names, expected, got):
         np.testing.assert_allclose(have, want, rtol=2e-4, atol=2e-4 * float(np.abs(want).max()), err_msg=name)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_fused_batchnorm_matches_stock_batchnorm_in_training_and_eval(graph_mode, relu):
+    rng = np.random.default_rng(7)
+    channels = 6
+    # the first step's mean far from 0 against the spread checks the variance's accuracy
+    x_steps = [rng.standard_normal((4, channels, 5, 7)).astype(np.float32) * 3 + 20,
+               rng.standard_normal((4, channels, 5, 7)).astype(np.float32)]
+    weights = rng.standard_normal((4, channels, 5, 7)).astype(np.float32)
+    _assert_fused_matches_stock(relu, x_steps, weights, gamma=np.linspace(0.5, 2.0, channels).astype(np.float32),
+                                beta=np.linspace(-1.0, 1.0, channels).astype(np.float32))
+
+
 def test_fused_batchnorm_large_tensor_splits_channels_and_matches(graph_mode):
     """Past 2**17 elements the kernel splits channels over threads: still the stock result."""
-    from common.layers import BatchNorm2d
-
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 16, 64, 72)).astype(np.float32) * 2 + 1
-    weights = rng.standard_normal(x.shape).astype(np.float32)
-    stock = _StockBatchNormRelu(16, True)
-    ours = BatchNorm2d(16, relu=True)
-    expected = _train_twice_then_eval(stock, stock.norm, [x], weights)
-    got = _train_twice_then_eval(ours, ours, [x], weights)
-    for want, have in zip(expected, got):
-        np.testing.assert_allclose(have, want, rtol=2e-4, atol=2e-4 * float(np.abs(want).max()))
+    _assert_fused_matches_stock(True, [x], rng.standard_normal(x.shape).astype(np.float32))
 
 
 def test_kernel_build_without_compiler_says_why(tmp_path):
