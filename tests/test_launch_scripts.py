@@ -21,7 +21,7 @@ SCRIPTS = os.path.join(ROOT, "scripts")
 MODELS = ("dla", "peleenet", "multigrain")
 LAUNCHERS = ("run_distribute_train.sh", "run_standalone_train.sh", "run_eval.sh",
              "run_distribute_train_gpu.sh", "run_standalone_train_gpu.sh", "run_eval_gpu.sh",
-             "run_distribute_train_cpu.sh")
+             "run_distribute_train_cpu.sh", "run_distribute_train_msrun.sh")
 DEFAULT_CONFIGS = {"dla": "config/dla34_imagenet2012_config.yaml",
                    "peleenet": "config/peleenet_imagenet2012_config.yaml",
                    "multigrain": "config/resnet50_imagenet2012_config.yaml"}
@@ -38,13 +38,13 @@ print("started", flush=True)
 """
 
 
-def rank_table(n_devices, rank_ids=None):
+def rank_table(n_devices, rank_ids=None, server_id="10.0.0.1", subnet=92):
     """An HCCL rank table as REFERENCE.md gives it (every value a string)."""
     rank_ids = list(range(n_devices)) if rank_ids is None else rank_ids
-    devices = [{"device_id": str(i), "device_ip": f"192.98.92.{100 + i}", "rank_id": str(r)}
+    devices = [{"device_id": str(i), "device_ip": f"192.98.{subnet}.{100 + i}", "rank_id": str(r)}
                for i, r in enumerate(rank_ids)]
     return {"version": "1.0", "server_count": "1",
-            "server_list": [{"server_id": "10.0.0.1", "device": devices, "host_nic_ip": "reserve"}],
+            "server_list": [{"server_id": server_id, "device": devices, "host_nic_ip": "reserve"}],
             "status": "completed"}
 
 
@@ -72,7 +72,8 @@ def work(tmp_path):
 def launch(script, *args, cwd, env=None, timeout=120):
     """Run a launcher with bash the way users do; the interpreter is this one."""
     full_env = dict(os.environ, PYTHON=sys.executable, BIND_CORE="0")
-    full_env.pop("DRY_RUN", None)
+    for knob in ("DRY_RUN", "WAIT_JOBS", "SERVER_ID", "RANK_START", "HOSTFILE", "HCCL_CONNECT_TIMEOUT"):
+        full_env.pop(knob, None)
     full_env.update(env or {})
     return subprocess.run(["bash", str(script), *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -88,7 +89,7 @@ def launch_lines(stdout):
 
 
 def parse_line(line):
-    """'[label] K=V ... cd DIR && CMD... [> LOG 2>&1 &]' -> (label, env, dir, cmd, log)."""
+    """'[label] K=V ... cd DIR && CMD... [> LOG 2>&1 & | 2> LOG]' -> (label, env, dir, cmd, log)."""
     label, rest = re.match(r"\[([^\]]+)\] (.*)$", line).groups()
     words = shlex.split(rest)
     cd = words.index("cd")
@@ -98,6 +99,8 @@ def parse_line(line):
     if cmd[-1] == "&":
         assert cmd[-4] == ">" and cmd[-2] == "2>&1", line
         cmd, log = cmd[:-4], cmd[-3]
+    elif cmd[-2] == "2>":
+        cmd, log = cmd[:-2], cmd[-1]
     return label, env, words[cd + 1], cmd, log
 
 
@@ -298,11 +301,14 @@ def test_cpu_dry_run_prints_msrun(work):
     assert proc.returncode == 0, proc.stderr
     (line,) = launch_lines(proc.stdout)
     label, env, folder, cmd, log = parse_line(line)
-    assert (label, folder, log) == ("msrun", str(job / "train_parallel"), None)
+    logs = job / "train_parallel" / "msrun_log"
+    assert (label, folder, log) == ("msrun", str(job / "train_parallel"), str(logs / "msrun.err"))
     assert cmd[:7] == ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", "9123"]
-    assert option(cmd, "--log_dir") == str(job / "train_parallel" / "msrun_log")
-    assert "--join=True" in cmd
-    assert cmd[cmd.index("--join=True") + 1] == str(work["model"] / "train.py")
+    assert option(cmd, "--log_dir") == str(logs)
+    assert "--join=True" in cmd and "--master_addr" not in cmd and "--node_rank" not in cmd
+    # each worker: scripts/msrun_worker.py, which becomes the model's train.py
+    worker = cmd.index("--join=True") + 1
+    assert cmd[worker:worker + 2] == [os.path.join(SCRIPTS, "msrun_worker.py"), str(work["model"] / "train.py")]
     assert option(cmd, "--device_target") == "CPU" and option(cmd, "--run_distribute") == "True"
     assert not (job / "train_parallel").exists()
 
@@ -323,7 +329,7 @@ def test_model_wrappers_choose_their_model_and_default_config(work, model, scrip
     wrapper = os.path.join(ROOT, model, "scripts", script)
     args = {"run_distribute_train.sh": ("rank_table_8p.json", "data", 8), "run_eval.sh": ("data", "net.ckpt"),
             "run_eval_gpu.sh": ("data", "net.ckpt"), "run_distribute_train_gpu.sh": ("data", 8),
-            "run_distribute_train_cpu.sh": ("data", 2)}.get(script, ("data",))
+            "run_distribute_train_cpu.sh": ("data", 2), "run_distribute_train_msrun.sh": ("data", 2)}.get(script, ("data",))
     proc = launch(wrapper, *args, "--dry_run", cwd=work["job"], env={"MODEL_DIR": ""})
     entry = os.path.join(ROOT, model, "eval.py" if "eval" in script else "train.py")
     config = os.path.join(ROOT, DEFAULT_CONFIGS[model])
