@@ -115,7 +115,7 @@ zoo_parse_args() {
                 if [[ "$1" == *=* ]]; then
                     printf -v "ZOO_OPT_$key" '%s' "${1#*=}"
                 else
-                    (($# >= 2)) || zoo_die "--$key needs a value. Usage: $ZOO_USAGE"
+                    (($# >= 2)) && [[ "$2" != --* ]] || zoo_die "--$key needs a value. Usage: $ZOO_USAGE"
                     printf -v "ZOO_OPT_$key" '%s' "$2"
                     shift
                 fi
@@ -384,10 +384,10 @@ zoo_distribute_train_msrun() {
     case "$target" in Ascend | GPU | CPU) ;; *) zoo_die "--device_target must be Ascend, GPU or CPU, got '$target'" ;; esac
     ((local_n <= n)) || zoo_die "--local_worker_num $local_n is more than WORKER_NUM $n"
     [[ "$port" =~ ^[0-9]+$ ]] && ((port >= 1024 && port <= 65535)) || zoo_die "MASTER_PORT must be 1024..65535, got '$port'"
+    [[ -z "$node_rank" ]] || { [[ "$node_rank" =~ ^[0-9]+$ ]] && ((node_rank * local_n < n)); } ||
+        zoo_die "--node_rank must be 0..$(((n - 1) / local_n)) for $n workers, $local_n per node; got '$node_rank'"
     if ((local_n < n)); then
         [[ -n "$addr" ]] || zoo_die "--master_addr is needed when this node runs $local_n of $n workers: node 0's IP"
-        [[ -z "$node_rank" ]] || { [[ "$node_rank" =~ ^[0-9]+$ ]] && ((node_rank * local_n < n)); } ||
-            zoo_die "--node_rank must be 0..$(((n - 1) / local_n)) for $n workers, $local_n per node; got '$node_rank'"
         nodes=(--master_addr "$addr")
         [[ -n "$node_rank" ]] && nodes+=(--node_rank "$node_rank")
     fi
