@@ -2,7 +2,9 @@
 
 What a user of the ModelZoo convention expects (REFERENCE.md): argument and path checks with a
 usage line; a rank table checked before anything starts; DEVICE_ID / RANK_ID / RANK_SIZE per
-device, one folder and log each; mpirun -n N on GPU; msrun on CPU. `--dry_run` prints each
+device, one folder and log each; mpirun -n N on GPU; msrun on any target. Beyond one server: a merged
+rank table run per server (SERVER_ID / RANK_START / host address), msrun across nodes, an mpirun
+hostfile; relative paths made absolute; WAIT_JOBS supervision. `--dry_run` prints each
 process's environment and command, and the real launches are checked against those lines with a
 stand-in model whose train.py / eval.py only record their environment, folder and arguments.
 """
