@@ -14,8 +14,9 @@
 # environment and command of every process and starts nothing. Environment knobs: PYTHON
 # (interpreter, default python), MASTER_PORT (msrun, default 8118), BIND_CORE=0 (no taskset
 # pinning on Ascend), WAIT_JOBS=1 (wait for the background processes; the first to fail stops the
-# others and the script exits naming it). DRY_RUN, WAIT_JOBS and BIND_CORE take 1/true/yes or
-# 0/false/no; any other value stops the script.
+# others and the script exits naming it), SERVER_ID / RANK_START (which server of a multi-server
+# rank table this is), HCCL_CONNECT_TIMEOUT (default 600), HOSTFILE (mpirun). DRY_RUN, WAIT_JOBS
+# and BIND_CORE take 1/true/yes or 0/false/no; any other value stops the script.
 
 ZOO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ZOO_SCRIPT=$(basename "$0")
