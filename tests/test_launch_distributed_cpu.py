@@ -10,10 +10,13 @@ one-process training of the same recipe.
 """
 import ast
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -31,6 +34,7 @@ PROBE = '''"""Probe: log the images this rank reads, run dla/train.py, save the 
 import os
 import runpy
 import sys
+import time
 
 ROOT = os.environ["ZOO_ROOT_UNDER_TEST"]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -144,3 +148,63 @@ def test_rank0_checkpoint_reaches_the_single_process_band(distributed_run):
     line = next(l for l in proc.stdout.splitlines() if l.startswith("result: "))
     metrics = ast.literal_eval(line[len("result: "):].split(" ckpt= ")[0])
     assert metrics["top_1_accuracy"] >= SINGLE_PROCESS_BAND, metrics
+
+
+def worker_pids(logs):
+    """{'rank 0 (local worker 0)': pid, ..., 'scheduler': pid} from the first lines msrun_worker.py writes."""
+    pids = {}
+    for log in logs.glob("*.log"):
+        match = re.search(r"^\[msrun_worker\] (.+) pid (\d+) on ", log.read_text(errors="replace"), re.M)
+        if match:
+            pids[match.group(1)] = int(match.group(2))
+    return pids
+
+
+def wait_for(condition, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {seconds} s")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_killing_one_worker_ends_the_job(demo_data, tmp_path):
+    """msrun --join on CPU: a worker killed mid-training ends the whole job within 60 s (a
+    supervision bound, not a speed figure), non-zero, with one line naming the rank."""
+    if shutil.which("msrun") is None:
+        pytest.skip("msrun (MindSpore's launcher) not on PATH")
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("DRY_RUN", None)
+    logs = tmp_path / "train_parallel" / "msrun_log"
+    proc = subprocess.Popen(
+        ["bash", os.path.join(ROOT, "scripts", "run_distribute_train_msrun.sh"), str(demo_data), "2",
+         os.path.join(ROOT, "config", "dla_demo_config.yaml"), "--device_target", "CPU",
+         "--master_port", str(free_port()), "--model_dir", "dla", "--image_size", "32", "--epoch_size", "100",
+         "--eval_during_train", "False", "--save_checkpoint", "False", "--num_parallel_workers", "1",
+         "--output_dir", "out"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: "training dla46_c on CPU x2" in (logs / "worker_0.log").read_text(errors="replace")
+                 if (logs / "worker_0.log").exists() else False, 600, "training start line in worker_0.log")
+        pids = worker_pids(logs)
+        victim = pids["rank 1 (local worker 1)"]
+        os.kill(victim, signal.SIGKILL)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the job still ran 60 s after a worker was killed") from None
+        assert proc.returncode != 0
+        assert stderr.strip() == ("run_distribute_train_msrun.sh: error: rank 1 (local worker 1) exited with signal 9 "
+                                  f"first; msrun stopped the others. Its log: {logs / 'worker_1.log'}"), stderr
+        survivors = [who for who, pid in pids.items() if os.path.exists(f"/proc/{pid}")
+                     and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+        assert not survivors, survivors
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in worker_pids(logs).values() if logs.exists() else ():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -115,3 +115,71 @@ def test_check_reports_malformed_tables(tmp_path):
     path.write_text(json.dumps({"server_list": [{"device": [{"device_id": "0"}]}]}))
     proc = run_tool("--check", path, "--rank_size", 1)
     assert proc.returncode == 1 and "malformed" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_device_ip_that_is_not_an_ip_is_refused(tmp_path):
+    conf = tmp_path / "hccn.conf"
+    conf.write_text(HCCN_CONF.replace(f"address_3={ip(3)}", "address_3=eth3"))
+    proc = run_tool("--device_num", "[0,8)", "--hccn_conf", conf, "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "hccl_tools: error: hccn.conf: address_3 is 'eth3', not an IP address"
+    assert not list(tmp_path.glob("hccl_*.json"))
+    assert run_tool("--device_num", "[0,4)", "--hccn_conf", conf, "--server_ip", "10.0.0.1",
+                    "--out_dir", tmp_path).returncode == 1
+
+
+def server_table(server_id, first_ip):
+    """A one-server table of 8 devices whose IPs start at 192.98.<first_ip>.100."""
+    return {"version": "1.0", "server_count": "1", "status": "completed",
+            "server_list": [{"server_id": server_id, "host_nic_ip": "reserve",
+                             "device": [{"device_id": str(d), "device_ip": f"192.98.{first_ip}.{100 + d}",
+                                         "rank_id": str(d)} for d in range(8)]}]}
+
+
+def test_merge_keeps_the_given_server_order_and_renumbers_ranks(tmp_path):
+    paths = []
+    for i, server in enumerate(("10.0.0.3", "10.0.0.1", "10.0.0.2")):  # not sorted: the order given wins
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(server_table(server, 90 + i)))
+    proc = run_tool("--merge", *paths, "--out_dir", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads((tmp_path / "out" / "hccl_24p_3s_10.0.0.3.json").read_text())
+    assert merged["server_count"] == "3" and merged["version"] == "1.0"
+    assert [s["server_id"] for s in merged["server_list"]] == ["10.0.0.3", "10.0.0.1", "10.0.0.2"]
+    for i, server in enumerate(merged["server_list"]):
+        assert [(d["device_id"], d["device_ip"], d["rank_id"]) for d in server["device"]] == \
+            [(str(d), f"192.98.{90 + i}.{100 + d}", str(8 * i + d)) for d in range(8)]
+    assert run_tool("--check", tmp_path / "out" / "hccl_24p_3s_10.0.0.3.json", "--rank_size", 24).returncode == 0
+
+
+def test_merge_refuses_the_same_server_twice(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(server_table("10.0.0.1", 92)))
+    (tmp_path / "b.json").write_text(json.dumps(server_table("10.0.0.1", 93)))
+    proc = run_tool("--merge", tmp_path / "a.json", tmp_path / "b.json", "--out_dir", tmp_path)
+    assert proc.returncode == 1 and "lists server 10.0.0.1 more than once" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not list(tmp_path.glob("hccl_*.json"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["server_list"][1]["device"][2].update(device_id="1"), "server 1 (10.0.0.2) lists a device_id twice"),
+    (lambda t: t["server_list"][1]["device"][5].update(device_ip="npu5"),
+     "server 1 (10.0.0.2): device 5's device_ip is 'npu5', not an IP address"),
+    (lambda t: t["server_list"][1]["device"][0].update(device_ip="192.98.92.100"),
+     "gives device_ip 192.98.92.100 to two devices"),
+    (lambda t: t.update(server_count="3"), "says server_count 3 but lists 2 servers"),
+    (lambda t: t["server_list"][1]["device"][7].update(rank_id="16"), "has rank ids"),
+])
+def test_check_validates_each_server_of_a_multi_server_table(tmp_path, edit, message):
+    table = server_table("10.0.0.1", 92)
+    second = server_table("10.0.0.2", 93)["server_list"][0]
+    for dev in second["device"]:
+        dev["rank_id"] = str(int(dev["rank_id"]) + 8)
+    table["server_list"].append(second)
+    table["server_count"] = "2"
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    assert run_tool("--check", path, "--rank_size", 16).returncode == 0
+    edit(table)
+    path.write_text(json.dumps(table))
+    proc = run_tool("--check", path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

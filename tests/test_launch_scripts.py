@@ -2,7 +2,9 @@
 
 What a user of the ModelZoo convention expects (REFERENCE.md): argument and path checks with a
 usage line; a rank table checked before anything starts; DEVICE_ID / RANK_ID / RANK_SIZE per
-device, one folder and log each; mpirun -n N on GPU; msrun on CPU. `--dry_run` prints each
+device, one folder and log each; mpirun -n N on GPU; msrun on any target. Beyond one server: a merged
+rank table run per server (SERVER_ID / RANK_START / host address), msrun across nodes, an mpirun
+hostfile; relative paths made absolute; WAIT_JOBS supervision. `--dry_run` prints each
 process's environment and command, and the real launches are checked against those lines with a
 stand-in model whose train.py / eval.py only record their environment, folder and arguments.
 """
@@ -10,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import stat
 import subprocess
 import sys
@@ -21,7 +24,7 @@ SCRIPTS = os.path.join(ROOT, "scripts")
 MODELS = ("dla", "peleenet", "multigrain")
 LAUNCHERS = ("run_distribute_train.sh", "run_standalone_train.sh", "run_eval.sh",
              "run_distribute_train_gpu.sh", "run_standalone_train_gpu.sh", "run_eval_gpu.sh",
-             "run_distribute_train_cpu.sh")
+             "run_distribute_train_cpu.sh", "run_distribute_train_msrun.sh")
 DEFAULT_CONFIGS = {"dla": "config/dla34_imagenet2012_config.yaml",
                    "peleenet": "config/peleenet_imagenet2012_config.yaml",
                    "multigrain": "config/resnet50_imagenet2012_config.yaml"}
@@ -38,13 +41,13 @@ print("started", flush=True)
 """
 
 
-def rank_table(n_devices, rank_ids=None):
+def rank_table(n_devices, rank_ids=None, server_id="10.0.0.1", subnet=92):
     """An HCCL rank table as REFERENCE.md gives it (every value a string)."""
     rank_ids = list(range(n_devices)) if rank_ids is None else rank_ids
-    devices = [{"device_id": str(i), "device_ip": f"192.98.92.{100 + i}", "rank_id": str(r)}
+    devices = [{"device_id": str(i), "device_ip": f"192.98.{subnet}.{100 + i}", "rank_id": str(r)}
                for i, r in enumerate(rank_ids)]
     return {"version": "1.0", "server_count": "1",
-            "server_list": [{"server_id": "10.0.0.1", "device": devices, "host_nic_ip": "reserve"}],
+            "server_list": [{"server_id": server_id, "device": devices, "host_nic_ip": "reserve"}],
             "status": "completed"}
 
 
@@ -72,7 +75,8 @@ def work(tmp_path):
 def launch(script, *args, cwd, env=None, timeout=120):
     """Run a launcher with bash the way users do; the interpreter is this one."""
     full_env = dict(os.environ, PYTHON=sys.executable, BIND_CORE="0")
-    full_env.pop("DRY_RUN", None)
+    for knob in ("DRY_RUN", "WAIT_JOBS", "SERVER_ID", "RANK_START", "HOSTFILE", "HCCL_CONNECT_TIMEOUT"):
+        full_env.pop(knob, None)
     full_env.update(env or {})
     return subprocess.run(["bash", str(script), *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -88,7 +92,7 @@ def launch_lines(stdout):
 
 
 def parse_line(line):
-    """'[label] K=V ... cd DIR && CMD... [> LOG 2>&1 &]' -> (label, env, dir, cmd, log)."""
+    """'[label] K=V ... cd DIR && CMD... [> LOG 2>&1 & | 2> LOG]' -> (label, env, dir, cmd, log)."""
     label, rest = re.match(r"\[([^\]]+)\] (.*)$", line).groups()
     words = shlex.split(rest)
     cd = words.index("cd")
@@ -98,6 +102,8 @@ def parse_line(line):
     if cmd[-1] == "&":
         assert cmd[-4] == ">" and cmd[-2] == "2>&1", line
         cmd, log = cmd[:-4], cmd[-3]
+    elif cmd[-2] == "2>":
+        cmd, log = cmd[:-2], cmd[-1]
     return label, env, words[cd + 1], cmd, log
 
 
@@ -298,11 +304,14 @@ def test_cpu_dry_run_prints_msrun(work):
     assert proc.returncode == 0, proc.stderr
     (line,) = launch_lines(proc.stdout)
     label, env, folder, cmd, log = parse_line(line)
-    assert (label, folder, log) == ("msrun", str(job / "train_parallel"), None)
+    logs = job / "train_parallel" / "msrun_log"
+    assert (label, folder, log) == ("msrun", str(job / "train_parallel"), str(logs / "msrun.err"))
     assert cmd[:7] == ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", "9123"]
-    assert option(cmd, "--log_dir") == str(job / "train_parallel" / "msrun_log")
-    assert "--join=True" in cmd
-    assert cmd[cmd.index("--join=True") + 1] == str(work["model"] / "train.py")
+    assert option(cmd, "--log_dir") == str(logs)
+    assert "--join=True" in cmd and "--master_addr" not in cmd and "--node_rank" not in cmd
+    # each worker: scripts/msrun_worker.py, which becomes the model's train.py
+    worker = cmd.index("--join=True") + 1
+    assert cmd[worker:worker + 2] == [os.path.join(SCRIPTS, "msrun_worker.py"), str(work["model"] / "train.py")]
     assert option(cmd, "--device_target") == "CPU" and option(cmd, "--run_distribute") == "True"
     assert not (job / "train_parallel").exists()
 
@@ -323,7 +332,7 @@ def test_model_wrappers_choose_their_model_and_default_config(work, model, scrip
     wrapper = os.path.join(ROOT, model, "scripts", script)
     args = {"run_distribute_train.sh": ("rank_table_8p.json", "data", 8), "run_eval.sh": ("data", "net.ckpt"),
             "run_eval_gpu.sh": ("data", "net.ckpt"), "run_distribute_train_gpu.sh": ("data", 8),
-            "run_distribute_train_cpu.sh": ("data", 2)}.get(script, ("data",))
+            "run_distribute_train_cpu.sh": ("data", 2), "run_distribute_train_msrun.sh": ("data", 2)}.get(script, ("data",))
     proc = launch(wrapper, *args, "--dry_run", cwd=work["job"], env={"MODEL_DIR": ""})
     entry = os.path.join(ROOT, model, "eval.py" if "eval" in script else "train.py")
     config = os.path.join(ROOT, DEFAULT_CONFIGS[model])
@@ -333,3 +342,210 @@ def test_model_wrappers_choose_their_model_and_default_config(work, model, scrip
         return
     lines = launch_lines(proc.stdout)
     assert lines and all(f" {entry} " in ln and f"--config_path {config} " in ln for ln in lines)
+
+
+# --------------------------------------------------------------------------- 16-64 devices
+HCCL_TOOLS = os.path.join(SCRIPTS, "hccl_tools.py")
+
+
+def merged_2x8(job):
+    """Two servers' tables as each server writes them, merged by hccl_tools.py --merge."""
+    for server, subnet in (("10.0.0.1", 92), ("10.0.0.2", 93)):
+        (job / f"hccl_8p_01234567_{server}.json").write_text(json.dumps(rank_table(8, server_id=server, subnet=subnet)))
+    proc = subprocess.run([sys.executable, HCCL_TOOLS, "--merge", "hccl_8p_01234567_10.0.0.1.json",
+                           "hccl_8p_01234567_10.0.0.2.json"], cwd=job, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return job / "hccl_16p_2s_10.0.0.1.json"
+
+
+def exported(stdout):
+    env_line = next(ln for ln in stdout.splitlines() if ln.startswith("[env] export "))
+    return dict(w.split("=", 1) for w in shlex.split(env_line)[2:])
+
+
+@pytest.mark.parametrize("choice", [{"SERVER_ID": "1"}, {"SERVER_ID": "10.0.0.2"}, {"RANK_START": "8"}])
+def test_merged_2x8_table_on_server_1_starts_ranks_8_to_15(work, choice):
+    job = work["job"]
+    table = merged_2x8(job)
+    proc = launch(top("run_distribute_train.sh"), table.name, "data", 8, "cfg.yaml", "--model_dir", work["model"],
+                  "--dry_run", cwd=job, env=choice)
+    assert proc.returncode == 0, proc.stderr
+    env = exported(proc.stdout)
+    assert (env["RANK_SIZE"], env["DEVICE_NUM"], env["RANK_TABLE_FILE"]) == ("16", "8", str(table))
+    lines = launch_lines(proc.stdout)
+    assert len(lines) == 8
+    for device, line in enumerate(lines):
+        label, env, folder, _, log = parse_line(line)
+        rank = 8 + device
+        assert label == f"rank {rank}"
+        assert env == {"DEVICE_ID": str(device), "RANK_ID": str(rank), "RANK_SIZE": "16"}
+        assert folder == str(job / f"train_parallel{rank}") and log == str(job / f"train_parallel{rank}" / "log")
+
+
+def test_merged_table_server_0_by_this_hosts_address(work):
+    """Without SERVER_ID the server whose server_id is one of this host's addresses is chosen."""
+    job = work["job"]
+    me = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split() or ["127.0.0.1"]
+    servers = [rank_table(8, server_id=me[0]), rank_table(8, server_id="203.0.113.9", subnet=93)]
+    for i, table in enumerate(servers):
+        (job / f"s{i}.json").write_text(json.dumps(table))
+    assert subprocess.run([sys.executable, HCCL_TOOLS, "--merge", "s0.json", "s1.json"], cwd=job,
+                          capture_output=True, timeout=60).returncode == 0
+    proc = launch(top("run_distribute_train.sh"), f"hccl_16p_2s_{me[0]}.json", "data", 8, "--model_dir",
+                  work["model"], "--dry_run", cwd=job)
+    assert proc.returncode == 0, proc.stderr
+    assert [parse_line(ln)[1]["RANK_ID"] for ln in launch_lines(proc.stdout)] == [str(r) for r in range(8)]
+
+
+@pytest.mark.parametrize("env, device_num, message", [
+    ({}, 8, "lists 2 servers (0: 10.0.0.1, 1: 10.0.0.2) and none is this host; set SERVER_ID"),
+    ({"SERVER_ID": "2"}, 8, "SERVER_ID 2 is neither an index nor a server_id"),
+    ({"RANK_START": "4"}, 8, "RANK_START 4 is not the first rank of a server"),
+    ({"SERVER_ID": "1"}, 16, "server 1 (10.0.0.2) of rank table"),
+])
+def test_multi_server_table_without_a_clear_server_is_one_line(work, env, device_num, message):
+    job = work["job"]
+    table = merged_2x8(job)
+    proc = launch(top("run_distribute_train.sh"), table.name, "data", device_num, "--model_dir", work["model"],
+                  cwd=job, env=env)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert launch_lines(proc.stdout) == [] and not list(work["model"].glob("record_*.json"))
+
+
+def test_second_group_of_four_runs_on_devices_4_to_7(work, tmp_path):
+    """hccl_tools.py writes [4,8) tables with rank ids 0..3: they run on devices 4..7."""
+    job = work["job"]
+    conf = tmp_path / "hccn.conf"
+    conf.write_text("".join(f"address_{i}=192.98.92.{100 + i}\n" for i in range(8)))
+    assert subprocess.run([sys.executable, HCCL_TOOLS, "--device_num", "[4,8)", "--hccn_conf", conf,
+                           "--server_ip", "10.0.0.1"], cwd=job, capture_output=True, timeout=60).returncode == 0
+    proc = launch(top("run_distribute_train.sh"), "hccl_4p_4567_10.0.0.1.json", "data", 4, "--model_dir",
+                  work["model"], "--dry_run", cwd=job)
+    assert proc.returncode == 0, proc.stderr
+    envs = [parse_line(ln)[1] for ln in launch_lines(proc.stdout)]
+    assert envs == [{"DEVICE_ID": str(4 + r), "RANK_ID": str(r), "RANK_SIZE": "4"} for r in range(4)]
+
+
+def test_hccl_connect_timeout_defaults_to_600_unless_set(work):
+    args = ("rank_table_8p.json", "data", 8, "--model_dir", work["model"], "--dry_run")
+    assert exported(launch(top("run_distribute_train.sh"), *args, cwd=work["job"]).stdout)["HCCL_CONNECT_TIMEOUT"] == "600"
+    proc = launch(top("run_distribute_train.sh"), *args, cwd=work["job"], env={"HCCL_CONNECT_TIMEOUT": "1200"})
+    assert exported(proc.stdout)["HCCL_CONNECT_TIMEOUT"] == "1200"
+
+
+def test_msrun_multi_node_dry_run(work):
+    """Node 1 of two 8-worker nodes: msrun gets the totals and node 0's address; the launcher's
+    options do not reach train.py."""
+    job = work["job"]
+    proc = launch(top("run_distribute_train_msrun.sh"), "data", 16, "cfg.yaml", "--model_dir", work["model"],
+                  "--local_worker_num", 8, "--node_rank", 1, "--master_addr", "10.0.0.1", "--master_port=9000",
+                  "--device_target", "GPU", "--epoch_size", 2, "--dry_run", cwd=job)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = launch_lines(proc.stdout)
+    _, _, folder, cmd, log = parse_line(line)
+    assert " --worker_num 16 --local_worker_num 8 --master_addr 10.0.0.1 --node_rank 1 " in line
+    assert option(cmd, "--master_port") == "9000" and option(cmd, "--cluster_time_out") == "600"
+    train = cmd[cmd.index(str(work["model"] / "train.py")):]
+    assert option(train, "--device_target") == "GPU" and train.count("--device_target") == 1
+    assert not {"--local_worker_num", "--node_rank", "--master_addr", "--master_port", "--master_port=9000",
+                "--cluster_time_out"} & set(train)
+    assert train[-2:] == ["--epoch_size", "2"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--local_worker_num", 8), "--master_addr is needed when this node runs 8 of 16 workers"),
+    (("--local_worker_num", 8, "--master_addr", "10.0.0.1", "--node_rank", 2), "--node_rank must be 0..1"),
+    (("--local_worker_num", 32), "--local_worker_num 32 is more than WORKER_NUM 16"),
+    (("--device_target", "TPU"), "--device_target must be Ascend, GPU or CPU, got 'TPU'"),
+    (("--node_rank",), "--node_rank needs a value"),
+])
+def test_msrun_bad_options_are_one_line(work, args, message):
+    proc = launch(top("run_distribute_train_msrun.sh"), "data", 16, "--model_dir", work["model"], *args,
+                  "--dry_run", cwd=work["job"])
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+
+
+def test_gpu_hostfile_from_option_or_environment(work):
+    job = work["job"]
+    (job / "hosts").write_text("10.0.0.1 slots=8\n10.0.0.2 slots=8\n")
+    for how in ({"args": ("--hostfile", "hosts")}, {"env": {"HOSTFILE": "hosts"}}):
+        proc = launch(top("run_distribute_train_gpu.sh"), "data", 16, "--model_dir", work["model"],
+                      *how.get("args", ()), "--dry_run", cwd=job, env=how.get("env"))
+        assert proc.returncode == 0, proc.stderr
+        _, _, _, cmd, _ = parse_line(launch_lines(proc.stdout)[0])
+        entry = cmd.index(str(work["model"] / "train.py"))
+        assert cmd[:5] == ["mpirun", "-n", "16", "--hostfile", str(job / "hosts")]
+        exports = [cmd[i + 1] for i in range(entry) if cmd[i] == "-x"]
+        assert {"PYTHONPATH", "RANK_SIZE", "DEVICE_NUM"} <= set(exports)
+        assert "--hostfile" not in cmd[entry:]
+    proc = launch(top("run_distribute_train_gpu.sh"), "data", 16, "--model_dir", work["model"], "--dry_run",
+                  cwd=job, env={"HOSTFILE": "nohosts"})
+    assert proc.returncode != 0 and proc.stderr.strip().endswith(f"hostfile '{job / 'nohosts'}' is not a file")
+
+
+def test_relative_paths_reach_every_rank_absolute(work):
+    """The ranks run in train_parallel$i/: path options given relative to where the launcher
+    runs arrive absolute (URLs, and list files that are relative to data_path, unchanged)."""
+    job = work["job"]
+    args = ("rank_table_4p.json", "data", 4, "--model_dir", work["model"], "--resume", "ckpt/last.ckpt",
+            "--pretrained=net.ckpt", "--output_dir", "out", "--checkpoint_url", "obs://bucket/x.ckpt",
+            "--cls_label_path_train", "train_list.txt", "--epoch_size", 2)
+    proc = launch(top("run_distribute_train.sh"), *args, cwd=job, env={"WAIT_JOBS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    for rank in range(4):
+        argv = json.loads((work["model"] / f"record_{rank}.json").read_text())["argv"]
+        assert option(argv, "--resume") == str(job / "ckpt" / "last.ckpt")
+        assert f"--pretrained={job / 'net.ckpt'}" in argv
+        assert option(argv, "--output_dir") == str(job / "out")
+        assert option(argv, "--checkpoint_url") == "obs://bucket/x.ckpt"
+        assert option(argv, "--cls_label_path_train") == "train_list.txt"
+    for script, args in (("run_distribute_train_msrun.sh", ("data", 2)), ("run_distribute_train_gpu.sh", ("data", 2))):
+        proc = launch(top(script), *args, "--model_dir", work["model"], "--resume", "ckpt/last.ckpt", "--dry_run", cwd=job)
+        assert option(parse_line(launch_lines(proc.stdout)[0])[3], "--resume") == str(job / "ckpt" / "last.ckpt")
+
+
+@pytest.mark.parametrize("knob", ["DRY_RUN", "WAIT_JOBS", "BIND_CORE"])
+def test_unknown_switch_values_are_refused(work, knob):
+    """DRY_RUN=on is not read as "off" (that would start real processes): it stops in one line."""
+    proc = launch(top("run_distribute_train.sh"), "rank_table_8p.json", "data", 8, "--model_dir", work["model"],
+                  cwd=work["job"], env={knob: "on"})
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"run_distribute_train.sh: error: {knob} must be 1, true, yes, 0, false or no, got 'on'"
+    assert launch_lines(proc.stdout) == [] and not list(work["model"].glob("record_*.json"))
+
+
+# A stand-in rank: rank 3 fails after a moment; the others start a child and wait to be stopped.
+FAILING_RANK = """import os, signal, subprocess, sys, time
+here = os.path.dirname(os.path.abspath(__file__))
+rank = os.environ["RANK_ID"]
+if rank == "3":
+    time.sleep(1)
+    sys.exit(1)
+child = subprocess.Popen(["sleep", "300"])
+with open(os.path.join(here, "pids_%s" % rank), "w") as f:
+    f.write("%d %d" % (os.getpid(), child.pid))
+def stopped(signum, frame):
+    open(os.path.join(here, "stopped_%s" % rank), "w").write(str(signum))
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stopped)
+time.sleep(300)
+"""
+
+
+def test_wait_jobs_first_failing_rank_stops_the_others(work):
+    job = work["job"]
+    (work["model"] / "train.py").write_text(FAILING_RANK)
+    proc = launch(top("run_distribute_train.sh"), "rank_table_4p.json", "data", 4, "--model_dir", work["model"],
+                  cwd=job, env={"WAIT_JOBS": "1"}, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == (f"run_distribute_train.sh: error: rank 3 exited with status 1 first; stopped the "
+                                   f"others. Its log: {job / 'train_parallel3' / 'log'}")
+    for rank in range(3):
+        assert (work["model"] / f"stopped_{rank}").read_text() == str(int(signal.SIGTERM))
+        for pid in map(int, (work["model"] / f"pids_{rank}").read_text().split()):
+            assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2], \
+                f"rank {rank}'s process {pid} still runs"

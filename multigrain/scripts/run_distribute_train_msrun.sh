@@ -1,0 +1,3 @@
+#!/bin/bash
+# MultiGrain: runs the same-named script of the repository's scripts/ (usage there) with MODEL_DIR=multigrain.
+MODEL_DIR=$(cd "$(dirname "$0")/.." && pwd) exec bash "$(dirname "$0")/../../scripts/$(basename "$0")" "$@"
