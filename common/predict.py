@@ -37,6 +37,11 @@ def preprocess(cfg, paths):
     return np.stack(images).astype(np.float32)
 
 
+def _to_numpy(out):
+    """A cell's output as numpy; a cell with several outputs (``net_to_cell``) gives a tuple."""
+    return tuple(o.asnumpy() for o in out) if isinstance(out, (tuple, list)) else out.asnumpy()
+
+
 EXPORTED_SUFFIXES = (".mindir", ".onnx")
 
 
@@ -89,7 +94,7 @@ class Predictor:
             net = build_net(cfg, path)
             net.set_train(False)
             cell = net_to_cell(net) if net_to_cell else net
-            self.run = lambda x: cell(ms.Tensor(x)).asnumpy()
+            self.run = lambda x: _to_numpy(cell(ms.Tensor(x)))
             self.fixed_batch = None
         self._check_image_size(path, cfg.image_size)
 
