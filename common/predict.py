@@ -60,6 +60,11 @@ def _mindir_input_shape(path):
     return tuple(int(d) for d in tensors[0].dims) if tensors else None
 
 
+def _fixed(dim):
+    """False for a dynamic dimension: a name (ONNX) or -1 (MINDIR)."""
+    return isinstance(dim, int) and dim > 0
+
+
 class Predictor:
     """Outputs for a preprocessed batch from a .ckpt (via the registry), a .mindir or an .onnx file.
 
@@ -81,27 +86,25 @@ class Predictor:
             self.input_name = self.session.get_inputs()[0].name
             self.run = lambda x: self.session.run(None, {self.input_name: x})[0]
             self.input_shape = tuple(self.session.get_inputs()[0].shape)
-            self.fixed_batch = self.input_shape[0]
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
             graph = nn.GraphCell(ms.load(path))
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
-            self.input_shape = _mindir_input_shape(path)
-            self.fixed_batch = self.input_shape[0] if self.input_shape else cfg.export_batch_size
+            self.input_shape = _mindir_input_shape(path) or (cfg.export_batch_size,)
         else:
             import mindspore as ms
             net = build_net(cfg, path)
             net.set_train(False)
             cell = net_to_cell(net) if net_to_cell else net
             self.run = lambda x: _to_numpy(cell(ms.Tensor(x)))
-            self.fixed_batch = None
+        self.fixed_batch = self.input_shape[0] if self.input_shape and _fixed(self.input_shape[0]) else None
         self._check_image_size(path, cfg.image_size)
 
     def _check_image_size(self, path, image_size):
         # the classic "accuracy dropped after export": preprocessing that differs from the export's
         side = self.input_shape[2:] if self.input_shape and len(self.input_shape) == 4 else ()
-        if all(isinstance(s, int) for s in side) and side and tuple(side) != (image_size, image_size):
+        if side and all(map(_fixed, side)) and tuple(side) != (image_size, image_size):
             raise DatasetError(f"{path} takes {side[0]}x{side[1]} images but image_size is {image_size}: "
                                f"pass --image_size {side[0]} (the size it was exported with)")
 
