@@ -92,7 +92,7 @@ DEFAULTS = {
     "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
     "export_batch_size": (1, "export: batch of the exported input"),
     "predict_path": ("", "predict: image file, several comma-separated, or a folder"),
-    "backend": ("mindspore", "predict: mindspore (ckpt or MINDIR) | onnxruntime (ONNX)"),
+    "backend": ("mindspore", "predict/eval: mindspore (ckpt or MINDIR) | onnxruntime (ONNX); .onnx implies it"),
     "topk": (5, "top-k for predict"),
 }
 

@@ -215,6 +215,9 @@ def evaluate(cfg, hooks):
 
     if not cfg.ckpt_file:
         raise UserError("no checkpoint to evaluate: pass --ckpt_file PATH")
+    from common.predict import evaluate_exported, is_exported
+    if is_exported(cfg.ckpt_file, cfg.backend):  # .mindir / .onnx: run the file, not the registry's net
+        return evaluate_exported(cfg, hooks)
     init_device(_single(cfg))
     net = build_net(cfg, cfg.ckpt_file)
     net.set_train(False)

@@ -1,4 +1,5 @@
-"""Predict top-k classes for image files with a checkpoint, an exported MINDIR or an ONNX file."""
+"""Predict top-k classes for image files with a checkpoint, an exported MINDIR or an ONNX file; evaluate an
+exported file on the val split (eval.py dispatches here by suffix)."""
 import os
 
 import numpy as np
@@ -36,34 +37,76 @@ def preprocess(cfg, paths):
     return np.stack(images).astype(np.float32)
 
 
-class Predictor:
-    """Logits for a preprocessed batch from a .ckpt (via the registry), a .mindir or an .onnx file."""
+def _to_numpy(out):
+    """A cell's output as numpy; a cell with several outputs (``net_to_cell``) gives a tuple."""
+    return tuple(o.asnumpy() for o in out) if isinstance(out, (tuple, list)) else out.asnumpy()
 
-    def __init__(self, cfg, build_net=None):
+
+EXPORTED_SUFFIXES = (".mindir", ".onnx")
+
+
+def is_exported(path, backend="mindspore"):
+    """True for an exported file (run by ``Predictor``), False for a checkpoint (built by the registry)."""
+    return backend == "onnxruntime" or os.path.splitext(path)[1].lower() in EXPORTED_SUFFIXES
+
+
+def _mindir_input_shape(path):
+    """The (fixed) shape of a MINDIR's first input, read from the file's protobuf."""
+    from mindspore.train.mind_ir_pb2 import ModelProto
+    proto = ModelProto()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    tensors = proto.graph.input[0].tensor if proto.graph.input else []
+    return tuple(int(d) for d in tensors[0].dims) if tensors else None
+
+
+def _fixed(dim):
+    """False for a dynamic dimension: a name (ONNX) or -1 (MINDIR)."""
+    return isinstance(dim, int) and dim > 0
+
+
+class Predictor:
+    """Outputs for a preprocessed batch from a .ckpt (via the registry), a .mindir or an .onnx file.
+
+    The one model backend of predict, eval of exported files and MultiGrain's embeddings:
+    ``fixed_batch`` is the batch an exported file was made for (None: any batch), ``input_shape``
+    its input's shape (None for a checkpoint)."""
+
+    def __init__(self, cfg, build_net=None, net_to_cell=None):
         path = cfg.ckpt_file
         if not path:
             raise DatasetError("no model to predict with: pass --ckpt_file (.ckpt, .mindir or .onnx)")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model file not found: {path}")
         kind = os.path.splitext(path)[1].lower()
+        self.input_shape = None
         if cfg.backend == "onnxruntime" or kind == ".onnx":
             import onnxruntime as ort
             self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             self.input_name = self.session.get_inputs()[0].name
             self.run = lambda x: self.session.run(None, {self.input_name: x})[0]
-            self.fixed_batch = self.session.get_inputs()[0].shape[0]
+            self.input_shape = tuple(self.session.get_inputs()[0].shape)
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
             graph = nn.GraphCell(ms.load(path))
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
-            self.fixed_batch = cfg.export_batch_size
+            self.input_shape = _mindir_input_shape(path) or (cfg.export_batch_size,)
         else:
             import mindspore as ms
             net = build_net(cfg, path)
             net.set_train(False)
-            self.run = lambda x: net(ms.Tensor(x)).asnumpy()
-            self.fixed_batch = None
+            cell = net_to_cell(net) if net_to_cell else net
+            self.run = lambda x: _to_numpy(cell(ms.Tensor(x)))
+        self.fixed_batch = self.input_shape[0] if self.input_shape and _fixed(self.input_shape[0]) else None
+        self._check_image_size(path, cfg.image_size)
+
+    def _check_image_size(self, path, image_size):
+        # the classic "accuracy dropped after export": preprocessing that differs from the export's
+        side = self.input_shape[2:] if self.input_shape and len(self.input_shape) == 4 else ()
+        if side and all(map(_fixed, side)) and tuple(side) != (image_size, image_size):
+            raise DatasetError(f"{path} takes {side[0]}x{side[1]} images but image_size is {image_size}: "
+                               f"pass --image_size {side[0]} (the size it was exported with)")
 
     def __call__(self, batch):
         if not isinstance(self.fixed_batch, int) or self.fixed_batch == len(batch):
@@ -106,3 +149,24 @@ def predict(cfg, hooks=None):
     for result in results:
         print(result, flush=True)
     return results
+
+
+def evaluate_exported(cfg, hooks=None):
+    """eval.py for an exported .mindir/.onnx: the val split through the same pipeline and metrics as a
+    checkpoint's eval, batched at the file's fixed batch (the last batch padded, the pad not counted)."""
+    from common.data import create_dataset
+    from common.engine import METRIC_NAMES, UserError, _single, init_device, metrics
+    init_device(_single(cfg))
+    predictor = Predictor(cfg)
+    batch = predictor.fixed_batch if isinstance(predictor.fixed_batch, int) else None
+    counters = metrics()
+    for image, label in create_dataset(cfg, "val", batch_size=batch).create_tuple_iterator(output_numpy=True):
+        logits = predictor(image)
+        if logits.ndim != 2 or logits.shape[1] != cfg.num_classes:
+            raise UserError(f"{cfg.ckpt_file} outputs shape {tuple(logits.shape)}, not {cfg.num_classes} class "
+                            f"scores per image: evaluate a classifier export (or set --num_classes)")
+        for counter in counters.values():
+            counter.update(logits, label)
+    result = {k: float(counters[k].eval()) for k in METRIC_NAMES}
+    print(f"result: {result} ckpt= {os.path.abspath(cfg.ckpt_file)}", flush=True)
+    return result

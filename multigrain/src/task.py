@@ -1,5 +1,6 @@
 """MultiGrain's hooks into the shared engine: card config keys, mix loss, repeated-augmentation
-sampler, THOR dispatch, retrieval evaluation and the exported head."""
+sampler, THOR dispatch, retrieval evaluation, the exported head and predict with embeddings."""
+import os
 
 from common.config import Config, ConfigError
 from common.engine import TaskHooks
@@ -34,7 +35,10 @@ EXTRA_DEFAULTS = {
     "query_list": ("query_list.txt", "retrieval queries (list file, relative to data_path)"),
     "gallery_list": ("gallery_list.txt", "retrieval gallery (list file, relative to data_path)"),
     "export_head": ("classifier", "export: classifier (logits) | embedding (normalised GeM embedding)"),
+    "embeddings": ("", "predict: write the images' L2-normalised GeM embeddings to this .npy "
+                       "(N x 2048 float32; file names, one a line, in the same-named .txt)"),
 }
+EMBEDDING_DIM = 2048  # ResNet-50's layer4 channels (MultiGrain.num_features): the width of an embedding export
 
 
 def check_config(cfg):
@@ -46,6 +50,11 @@ def check_config(cfg):
         cfg.label_smooth_factor = 0.0
     if cfg.export_head not in ("classifier", "embedding"):
         raise ConfigError(f"config error: export_head must be classifier or embedding, not '{cfg.export_head}'")
+    if cfg.retrieval and cfg.ckpt_file:
+        from common.predict import is_exported
+        if is_exported(cfg.ckpt_file, cfg.backend):
+            raise ConfigError("config error: --retrieval needs a checkpoint (.ckpt); an exported file is "
+                              "evaluated for top-1/top-5 only")
     if cfg.lr_decay_mode and not is_thor(cfg):
         _card_linear_to_common(cfg)
 
@@ -137,6 +146,77 @@ def retrieval_eval(cfg, net):
 def after_eval(cfg, net, result):
     if cfg.retrieval:
         result.update(retrieval_eval(cfg, net))
+
+
+def predict(cfg, hooks):
+    """predict.py: top-k classes like every family; ``--embeddings OUT.npy`` also writes the images'
+    normalised GeM embeddings (the retrieval eval's, same GeM p) with their names in OUT.txt.
+    From a checkpoint (one forward pass gives both) or an export: a classifier export gives classes,
+    an ``--export_head embedding`` export gives embeddings (told apart by the output width)."""
+    from common.data import DatasetError, class_names
+    from common.engine import UserError, _single, build_net, init_device
+    from common.predict import Predictor, image_paths, is_exported, preprocess, topk_results
+    from multigrain.src.multigrain import MultiGrainOutputs
+
+    if not cfg.predict_path:
+        raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
+    out_path = _embeddings_path(cfg.embeddings) if cfg.embeddings else ""
+    init_device(_single(cfg))
+    paths = image_paths(cfg.predict_path)
+
+    def outputs_cell(net):
+        _apply_eval_gem_p(cfg, net)
+        return MultiGrainOutputs(net)
+
+    out = Predictor(cfg, build_net, outputs_cell)(preprocess(cfg, paths))
+    logits, embeddings = out if isinstance(out, tuple) else (None, None)
+    if is_exported(cfg.ckpt_file, cfg.backend):
+        width = out.shape[-1]
+        if width == cfg.num_classes and cfg.export_head != "embedding":
+            logits = out
+        elif width == EMBEDDING_DIM:
+            embeddings = out
+        else:
+            raise UserError(f"{cfg.ckpt_file} outputs {width} values per image: neither {cfg.num_classes} class "
+                            f"scores nor a {EMBEDDING_DIM}-d embedding")
+        if cfg.embeddings and embeddings is None:
+            raise UserError(f"{cfg.ckpt_file} is a classifier export: for embeddings use the checkpoint or an "
+                            f"export made with --export_head embedding")
+        if logits is None and not cfg.embeddings:
+            raise UserError(f"{cfg.ckpt_file} is an embedding export: pass --embeddings OUT.npy")
+    results = topk_results(logits, paths, class_names(cfg), cfg.topk) if logits is not None else []
+    for result in results:
+        print(result, flush=True)
+    if out_path:
+        _write_embeddings(out_path, embeddings, paths)
+        print(f"embeddings: {embeddings.shape[0]}x{embeddings.shape[1]} to {out_path}, "
+              f"names to {_names_path(out_path)}", flush=True)
+    return {"results": results, "embeddings": embeddings, "paths": paths}
+
+
+def _embeddings_path(path):
+    path = path if path.endswith(".npy") else path + ".npy"  # as numpy.save names it
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"config error: embeddings: folder {folder} does not exist")
+    return path
+
+
+def _names_path(npy_path):
+    return npy_path[:-len(".npy")] + ".txt"
+
+
+def _write_embeddings(path, embeddings, names):
+    """OUT.npy (float32, one row per image) and OUT.txt (its file names, same order), each written to
+    a temporary file and renamed, so a failed run leaves no half-written pair."""
+    import numpy as np
+    names_path = _names_path(path)
+    with open(path + ".tmp", "wb") as f:
+        np.save(f, np.asarray(embeddings, np.float32))
+    with open(names_path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("".join(f"{name}\n" for name in names))
+    os.replace(path + ".tmp", path)
+    os.replace(names_path + ".tmp", names_path)
 
 
 def train(cfg, hooks):

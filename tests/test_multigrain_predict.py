@@ -1,0 +1,92 @@
+"""multigrain/predict.py: classes like every family, and --embeddings equal to the retrieval eval's embeddings
+(multigrain.src.task.extract, what retrieval_eval ranks) for the same images, from a checkpoint and from an
+embedding-head MINDIR export (export batch 4 for 6 images: the last batch is padded)."""
+import ast
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_script
+
+pytestmark = pytest.mark.slow
+N_IMAGES = 6
+EVAL_GEM_P = "4.0"  # not the checkpoint's 3: both sides must apply the eval exponent
+IMAGE_SIZE = "64"   # 2x2 maps into GeM (at 32 px it pools one value, where p makes no difference)
+
+
+def common_args(demo_data):
+    return ["--config_path", "config/multigrain_demo_config.yaml", "--data_path", demo_data,
+            "--num_parallel_workers", "1", "--eval_gem_p", EVAL_GEM_P, "--image_size", IMAGE_SIZE]
+
+
+@pytest.fixture(scope="module")
+def setup(demo_data, tmp_path_factory):
+    """A seeded 10-class checkpoint, a 6-image list file and the retrieval eval's embeddings of those images."""
+    import mindspore as ms
+    from common import create_model
+    from common.config import parse_args
+    from common.data import create_dataset
+    from multigrain.src.task import HOOKS, extract
+
+    tmp = tmp_path_factory.mktemp("mg_predict")
+    ms.set_seed(3)
+    net = create_model("multigrain_resnet50", num_classes=10)
+    ckpt = tmp / "mg.ckpt"
+    ms.save_checkpoint(net, str(ckpt))
+    lines = (demo_data / "query_list.txt").read_text().split("\n")[:N_IMAGES]
+    (tmp / "six.txt").write_text("\n".join(lines) + "\n")
+    images = [str(demo_data / line.split()[0]) for line in lines]
+
+    cfg = parse_args([*map(str, common_args(demo_data)), "--cls_label_path_val", str(tmp / "six.txt")],
+                     str(ROOT / "config" / "multigrain_demo_config.yaml"), HOOKS.extra_defaults)
+    net = create_model("multigrain_resnet50", num_classes=10, checkpoint_path=str(ckpt))
+    net.set_train(False)
+    HOOKS.prepare_eval_net(cfg, net)  # what eval.py does before retrieval_eval
+    _, reference, _ = extract(net, create_dataset(cfg, "val"))
+    return {"tmp": tmp, "ckpt": ckpt, "images": images, "reference": reference}
+
+
+def predict(demo_data, setup, model_file, *extra, check=True):
+    return run_script("multigrain/predict.py", *common_args(demo_data), "--ckpt_file", model_file,
+                      "--predict_path", ",".join(setup["images"]), *extra, check=check)
+
+
+def read_embeddings(npy):
+    return np.load(npy), npy.with_suffix(".txt").read_text().splitlines()
+
+
+def test_checkpoint_embeddings_equal_the_retrieval_evals(demo_data, setup):
+    out = setup["tmp"] / "ckpt_emb.npy"
+    proc = predict(demo_data, setup, setup["ckpt"], "--embeddings", out)
+    classes = [ast.literal_eval(l) for l in proc.stdout.splitlines() if l.startswith("{'class_ids'")]
+    assert [c["file_name"] for c in classes] == setup["images"]
+    embeddings, names = read_embeddings(out)
+    assert names == setup["images"]
+    assert embeddings.shape == (N_IMAGES, 2048) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(embeddings, setup["reference"], atol=1e-5)
+
+
+def test_embedding_export_gives_the_same_embeddings(demo_data, setup):
+    tmp = setup["tmp"]
+    run_script("multigrain/export.py", *common_args(demo_data), "--ckpt_file", setup["ckpt"],
+               "--export_head", "embedding", "--export_batch_size", "4", "--file_name", tmp / "emb")
+    embeddings, names = None, None
+    proc = predict(demo_data, setup, tmp / "emb.mindir", "--embeddings", tmp / "mindir_emb.npy")
+    embeddings, names = read_embeddings(tmp / "mindir_emb.npy")
+    assert names == setup["images"]
+    np.testing.assert_allclose(embeddings, setup["reference"], atol=1e-5)
+    assert not [l for l in proc.stdout.splitlines() if l.startswith("{'class_ids'")]  # no classes in this file
+
+    proc = predict(demo_data, setup, tmp / "emb.mindir", check=False)
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("[WARNING]")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "is an embedding export: pass --embeddings OUT.npy" in lines[0]
+
+
+def test_retrieval_eval_of_an_export_is_refused_in_one_line(demo_data, tmp_path):
+    proc = run_script("multigrain/eval.py", *common_args(demo_data), "--ckpt_file", tmp_path / "m.onnx",
+                      "--retrieval", "True", check=False)
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("[WARNING]")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "--retrieval needs a checkpoint (.ckpt)" in lines[0]
