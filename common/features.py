@@ -6,6 +6,8 @@ child cell whose output is the map); the model's children, run in order, must be
 pass up to the last map (true of DLA, PeleeNet and the ResNet trunk; a test checks it for every
 registered model). The stages after the last selected map and the head are not kept.
 """
+import numbers
+
 import mindspore.nn as nn
 
 
@@ -14,13 +16,13 @@ def resolve_out_indices(feature_info, out_indices):
     count = len(feature_info)
     if out_indices is None or (isinstance(out_indices, (list, tuple)) and len(out_indices) == 0):
         return tuple(range(count))
-    indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
-    bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count]
+    indices = (out_indices,) if isinstance(out_indices, numbers.Integral) else tuple(out_indices)
+    bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < count]
     if bad or len(set(indices)) != len(indices):
         modules = ", ".join(f"{i}={info['module']}" for i, info in enumerate(feature_info))
         raise ValueError(f"out_indices {list(indices)}: each must be a distinct index 0..{count - 1} "
                          f"of feature_info ({modules})")
-    return tuple(sorted(indices))
+    return tuple(sorted(int(i) for i in indices))
 
 
 def _stages(cell, targets, prefix=""):
