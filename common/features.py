@@ -3,8 +3,8 @@
 Like timm's ``FeatureListNet`` / ``build_model_with_cfg(features_only=True)``: a family only
 declares ``feature_info`` (``[{num_chs, reduction, module}]``, ``module`` the dotted name of the
 child cell whose output is the map); the model's children, run in order, must be its forward
-pass up to the last map (true of DLA, PeleeNet and the ResNet trunk; a test checks it for every
-registered model). The stages after the last selected map and the head are not kept.
+pass up to the last map (true of DLA, PeleeNet and the ResNet trunk; tests/test_backbone.py checks it per
+family). The stages after the last selected map and the head are not kept.
 """
 import numbers
 
