@@ -21,29 +21,39 @@ def classifier_param_names(net):
     return [p.name for p in head.get_parameters()] if head is not None else []
 
 
-def load_weights(net, path, arch=None, allow_new_head=False):
+def load_weights(net, path, arch=None, allow_new_head=False, unused=()):
     """Fill every parameter of ``net`` from ``path`` (.ckpt, .safetensors, .pth(.tar), .pdparams).
 
     With ``allow_new_head`` a classifier of another class count is left re-initialised and the
     skipped keys are logged (finetuning); otherwise any mismatch raises ``ValueError`` naming it.
+    ``unused`` names parameters a backbone does not keep (its head): they may be absent or of any
+    shape, and what the file has for them is dropped (logged).
     Returns the list of parameter names left as initialised. A Paddle path given without its
     suffix (``pretrained_model: ./DLA34_pretrained``) finds the ``.pdparams`` file."""
     if not os.path.exists(path) and os.path.isfile(path + ".pdparams"):
         path += ".pdparams"
     state, fmt = read_state_dict(path)
+    unused = set(unused)
     head = classifier_param_names(net) if allow_new_head else []
     if fmt == "mindspore":
-        weights, skipped = _match_native(state, net, head, path, arch)
+        weights, skipped = _match_native(state, net, head, path, arch, unused)
     else:
         source = naming_of(fmt)
-        full = convert_state_dict(state, net, source, skip_prefixes=tuple(head))
+        full = convert_state_dict(state, net, source, skip_prefixes=tuple(head) + tuple(unused))
         skipped = [n for n in head if n not in full]
         weights = full
     if skipped:
         _logger.warning("classifier not loaded from %s (class count differs, re-initialised): %s",
                         path, ", ".join(skipped))
+    dropped = sorted(n for n in unused if n in weights or n in skipped)
+    if dropped:
+        _logger.warning("%s: %d tensor(s) the backbone does not use, dropped: %s", path, len(dropped),
+                        ", ".join(dropped[:8]) + (f" … (+{len(dropped) - 8})" if len(dropped) > 8 else ""))
+    weights = {k: v for k, v in weights.items() if k not in unused}
+    skipped = [n for n in skipped if n not in unused]
     params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in weights.items()}
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
+    not_loaded = [n for n in not_loaded if n not in unused]
     optional = getattr(net, "checkpoint_optional", ())
     for name in [n for n in not_loaded if n in optional]:
         _logger.warning("%s has no %s: kept as configured (%s)", path, name, net.parameters_dict()[name].asnumpy())
@@ -53,16 +63,16 @@ def load_weights(net, path, arch=None, allow_new_head=False):
     return skipped
 
 
-def _match_native(state, net, head, path, arch):
+def _match_native(state, net, head, path, arch, unused=()):
     missing, bad_shape, skipped, weights = [], [], [], {}
     optional = getattr(net, "checkpoint_optional", ())  # load_weights says which were kept as configured
     for param in net.get_parameters():
         value = state.get(param.name)
         if value is None:
-            if param.name not in optional:
+            if param.name not in optional and param.name not in unused:
                 missing.append(param.name)
         elif tuple(value.shape) != tuple(param.shape):
-            if param.name in head:
+            if param.name in head or param.name in unused:
                 skipped.append(param.name)
             else:
                 bad_shape.append((param.name, tuple(value.shape), tuple(param.shape)))

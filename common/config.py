@@ -91,6 +91,10 @@ DEFAULTS = {
     "file_name": ("", "export: output file name without suffix"),
     "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
     "export_batch_size": (1, "export: batch of the exported input"),
+    "export_head": ("classifier", "export: classifier (logits) | features (the backbone: one output per "
+                                  "feature map) | a family's own (MultiGrain: embedding)"),
+    "out_indices": ([], "backbone (export_head features): indices into the model's feature_info "
+                        "(timm's), [] = all"),
     "predict_path": ("", "predict: image file, several comma-separated, or a folder"),
     "backend": ("mindspore", "predict/eval: mindspore (ckpt or MINDIR) | onnxruntime (ONNX); .onnx implies it"),
     "topk": (5, "top-k for predict"),

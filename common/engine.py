@@ -69,6 +69,19 @@ def build_net(cfg, checkpoint="", allow_new_head=False):
     return net
 
 
+def build_backbone(cfg, checkpoint=""):
+    """``cfg.model`` as a backbone (``out_indices``; [] = every feature_info map), with the
+    classification checkpoint's head dropped."""
+    from common.registry import create_model
+    try:
+        return create_model(cfg.model, num_classes=cfg.num_classes, features_only=True,
+                            out_indices=cfg.out_indices or None, checkpoint_path=checkpoint)
+    except WeightsError:
+        raise
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 def create_loss(cfg, net, hooks):
     from common.loss import CrossEntropySmooth
     if hooks.create_loss:
@@ -254,17 +267,25 @@ def export(cfg, hooks):
                         "on CPU/GPU export MINDIR or ONNX")
     if not cfg.ckpt_file:
         raise UserError("no checkpoint to export: pass --ckpt_file PATH")
+    if cfg.export_head not in ("classifier", "features") and not hooks.export_network:
+        raise UserError(f"export_head must be classifier or features for {cfg.model}, not '{cfg.export_head}'")
     init_device(_single(cfg))
-    net = build_net(cfg, cfg.ckpt_file)
-    net.set_train(False)
-    cell = hooks.export_network(cfg, net) if hooks.export_network else net
+    if cfg.export_head == "features":  # the backbone: one output per feature map
+        cell = build_backbone(cfg, cfg.ckpt_file)
+    else:
+        net = build_net(cfg, cfg.ckpt_file)
+        net.set_train(False)
+        cell = hooks.export_network(cfg, net) if hooks.export_network else net
+    cell.set_train(False)
     file_name = cfg.file_name or os.path.join(cfg.output_dir, cfg.model)
     os.makedirs(os.path.dirname(os.path.abspath(file_name)) or ".", exist_ok=True)
     dummy = ms.Tensor(np.zeros((cfg.export_batch_size, 3, cfg.image_size, cfg.image_size), np.float32))
     ms.export(cell, dummy, file_name=file_name, file_format=fmt)
     suffix = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}[fmt]
     path = file_name if file_name.endswith(suffix) else file_name + suffix
-    print(f"exported {cfg.model} ({cfg.export_batch_size}x3x{cfg.image_size}x{cfg.image_size}) to {path}", flush=True)
+    what = cfg.model + (f" backbone, maps {[f['index'] for f in cell.feature_info]}"
+                        if cfg.export_head == "features" else "")
+    print(f"exported {what} ({cfg.export_batch_size}x3x{cfg.image_size}x{cfg.image_size}) to {path}", flush=True)
     return path
 
 

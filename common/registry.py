@@ -63,8 +63,15 @@ def model_config_keys(name):
     return dict(getattr(module, "CONFIG_KEYS", None) or getattr(package, "CONFIG_KEYS", {}))
 
 
-def create_model(name, num_classes=1000, checkpoint_path="", **kwargs):
-    """Build a registered model; optionally load a checkpoint (any supported format)."""
+def create_model(name, num_classes=1000, checkpoint_path="", features_only=False, out_indices=None, **kwargs):
+    """Build a registered model; optionally load a checkpoint (any supported format).
+
+    ``features_only``: the backbone, returning a tuple of feature maps (``out_indices`` into its
+    ``feature_info``, None: all); a classification checkpoint loads into it, its head dropped."""
+    if features_only:
+        from common.features import create_features_model
+        return create_features_model(model_entrypoint(name), name, out_indices, checkpoint_path,
+                                     num_classes=num_classes, **kwargs)
     net = model_entrypoint(name)(num_classes=num_classes, **kwargs)
     if checkpoint_path:
         from common.checkpoint import load_weights

@@ -103,7 +103,8 @@ class MultiGrain(nn.Cell):
         self.conv1 = _conv(3, 64, 7, stride=2)
         self.bn1 = _bn(64, relu=True)
         self.maxpool = MaxPool2d(kernel_size=3, stride=2, padding=1)  # after a ReLU: zero padding is exact
-        stages, self.feature_info = [], []
+        # timm's indices: 0 the stem (after its ReLU, fused into bn1), 1-4 layer1-layer4
+        stages, self.feature_info = [], [dict(num_chs=64, reduction=2, module="bn1")]
         for i, (n, cin, cout, stride) in enumerate(zip(layer_nums, in_channels, out_channels, strides)):
             blocks = [ResidualBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1, zero_init_last_bn)
                       for j in range(n)]

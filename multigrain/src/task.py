@@ -34,7 +34,6 @@ EXTRA_DEFAULTS = {
     "retrieval": (False, "eval: also report mAP and recall@1/5 on query_list against gallery_list"),
     "query_list": ("query_list.txt", "retrieval queries (list file, relative to data_path)"),
     "gallery_list": ("gallery_list.txt", "retrieval gallery (list file, relative to data_path)"),
-    "export_head": ("classifier", "export: classifier (logits) | embedding (normalised GeM embedding)"),
     "embeddings": ("", "predict: write the images' L2-normalised GeM embeddings to this .npy "
                        "(N x 2048 float32; file names, one a line, in the same-named .txt)"),
 }
@@ -48,8 +47,9 @@ def check_config(cfg):
         raise ConfigError("config error: the margin loss (mix_lambda < 1) needs repeat_aug >= 2 for positive pairs")
     if not cfg.use_label_smooth:
         cfg.label_smooth_factor = 0.0
-    if cfg.export_head not in ("classifier", "embedding"):
-        raise ConfigError(f"config error: export_head must be classifier or embedding, not '{cfg.export_head}'")
+    if cfg.export_head not in ("classifier", "embedding", "features"):
+        raise ConfigError(f"config error: export_head must be classifier, embedding or features, "
+                          f"not '{cfg.export_head}'")
     if cfg.retrieval and cfg.ckpt_file:
         from common.predict import is_exported
         if is_exported(cfg.ckpt_file, cfg.backend):
