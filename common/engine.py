@@ -117,7 +117,6 @@ def train(cfg, hooks):
     from mindspore import nn
     from mindspore.train import Model
     from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger, RunCounters
-    from common.data import create_dataset
     from common.ema import EMA, EMAUpdate
     from common.lr import create_lr_schedule
     from common.optim import create_optimizer
@@ -145,28 +144,8 @@ def train(cfg, hooks):
     skip_batches = point.within * accumulation  # batches of the first epoch already trained
 
     net = build_net(cfg, "" if cfg.resume else cfg.pretrained, allow_new_head=True)
-    sampler = None
-    if hooks.create_train_sampler:
-        from common.data import dataset_samples
-        sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
-    train_ds = create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=initial_epoch)
-    batches = train_ds.get_dataset_size()
+    train_ds, rest_ds, batches = _train_datasets(cfg, hooks, rank, group_size, point, accumulation)
     steps = batches // accumulation  # optimizer steps per epoch: what the lr schedule counts
-    if steps == 0:
-        raise DatasetError("the training split gives no full batch" + (
-            f" x {accumulation} accumulation steps" if accumulation > 1 else "") + "; lower --batch_size")
-    if batches % accumulation:  # an epoch ends on an optimizer step: drop the remainder batches
-        batches = steps * accumulation
-        train_ds = train_ds.take(batches)
-    rest_ds = None  # mid-epoch resume: the rest of the checkpoint's epoch, then train_ds from the next
-    if cfg.resume:
-        from common.training_state import check_steps_per_epoch
-        check_steps_per_epoch(point, cfg.resume, steps)
-    if point.within:
-        rest_ds = create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=initial_epoch,
-                                 skip_samples=skip_batches * cfg.batch_size).take(batches - skip_batches)
-        train_ds = create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=initial_epoch + 1)
-        train_ds = train_ds.take(batches) if train_ds.get_dataset_size() != batches else train_ds
     lr_cfg, lr_warning = gb.lr_config(cfg, group_size)
     lr = create_lr_schedule(lr_cfg, steps)
     manager, opt_scale = _loss_scale_manager(cfg)
@@ -225,6 +204,35 @@ def train(cfg, hooks):
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": ckpt_dir, "rank": rank, "net": net, "ema": ema}
+
+
+def _train_datasets(cfg, hooks, rank, group_size, point, accumulation):
+    """(dataset from the first whole epoch on, the rest of a mid-epoch checkpoint's epoch or None,
+    batches per epoch). An epoch ends on an optimizer step: batches that do not fill one are left out."""
+    from common.data import create_dataset, dataset_samples
+    from common.training_state import check_steps_per_epoch
+    sampler = None
+    if hooks.create_train_sampler:
+        sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
+
+    def dataset(start_epoch, skip_batches=0):
+        return create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=start_epoch,
+                              skip_samples=skip_batches * cfg.batch_size)
+
+    train_ds = dataset(point.epoch + (1 if point.within else 0))
+    full = train_ds.get_dataset_size()
+    batches = full // accumulation * accumulation
+    if batches == 0:
+        raise DatasetError("the training split gives no full batch" + (
+            f" x {accumulation} accumulation steps" if accumulation > 1 else "") + "; lower --batch_size")
+    if batches != full:
+        train_ds = train_ds.take(batches)
+    if cfg.resume:
+        check_steps_per_epoch(point, cfg.resume, batches // accumulation)
+    if not point.within:
+        return train_ds, None, batches
+    done = point.within * accumulation
+    return train_ds, dataset(point.epoch, done).take(batches - done), batches
 
 
 def _set_optimizer_step(optimizer, point, steps, group_size, rank):
