@@ -6,7 +6,11 @@ the optimizer's step advance once per update. The end-to-end runs use dla/train.
 (32 px, batch 4, 2 accumulation steps: 9 batches, so 4 optimizer steps an epoch and 1 batch left out).
 """
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,11 +134,27 @@ def recipe(tmp_path, demo_data):
     def train(out, *extra, check=True):
         return run_script("dla/train.py", "--config_path", config, "--output_dir", tmp_path / out, *extra,
                           env=QUIET, check=check)
+    train.argv = lambda out, *extra: [sys.executable, str(ROOT / "dla" / "train.py"), "--config_path", str(config),
+                                      "--output_dir", str(tmp_path / out), *map(str, extra)]
     return train
+
+
+def _kill_after(argv, line_start):
+    """Start ``argv``, SIGKILL it once it prints a line starting with ``line_start``."""
+    proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, **QUIET), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith(line_start):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    return proc.returncode
 
 
 @pytest.mark.slow
 def test_accumulation_counts_optimizer_steps_and_resumes_mid_epoch(recipe, tmp_path):
+    """One uninterrupted run; a run resumed from its step-3 checkpoint; the same checkpoint refused
+    with another accumulation; a run killed during epoch 1 and resumed from its newest checkpoint."""
     full = recipe("full", "--save_checkpoint_steps", 3, "--lr_scale", "linear").stdout
     assert "4 steps/epoch" in full and "global batch 8 (4/device x 1 device x 2 accumulated)" in full
     assert "lr 0.025," in full and "WARNING" not in full  # lr_scale linear: 0.05 x 8 / reference 16
@@ -163,3 +183,13 @@ def test_accumulation_counts_optimizer_steps_and_resumes_mid_epoch(recipe, tmp_p
     errors = [l for l in refused.stderr.splitlines() if "error" in l.lower() and "WARNING" not in l]
     assert len(errors) == 1 and "saved mid-epoch (epoch 1 step 3)" in errors[0], refused.stderr[-2000:]
     assert not (tmp_path / "refused" / "ckpt").exists() or not list((tmp_path / "refused" / "ckpt").iterdir())
+
+    # killed (SIGKILL) in epoch 1 while saving every step: the newest checkpoint goes on to the same end
+    assert _kill_after(recipe.argv("killed", "--save_checkpoint_steps", 1, "--lr_scale", "linear"),
+                       "epoch: 1 step: 3/4") == -signal.SIGKILL
+    newest = max((tmp_path / "killed" / "ckpt").glob("dla46_c-*.ckpt"), key=os.path.getmtime)
+    assert newest.name in ("dla46_c-1_2.ckpt", "dla46_c-1_3.ckpt", "dla46_c-1_4.ckpt"), newest.name
+    recipe("after_kill", "--resume", newest, "--lr_scale", "linear")
+    got = ms.load_checkpoint(str(tmp_path / "after_kill" / "ckpt" / "dla46_c-2_4.ckpt"))
+    for name, value in final.items():
+        np.testing.assert_allclose(got[name].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
