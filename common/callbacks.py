@@ -34,14 +34,18 @@ class NonFiniteLoss(RuntimeError):
 class RunCounters(Callback):
     """Whole-run step/epoch counters in ``cb_params`` after a resume at ``initial_epoch``."""
 
-    def __init__(self, initial_epoch=0):
+    def __init__(self, initial_epoch=0, initial_batch=0, batch_num=None, epoch_num=None):
         super().__init__()
         self.initial_epoch = int(initial_epoch)
+        # Mid-epoch resume trains the rest of an epoch from a shorter dataset: the batches already
+        # done, and that dataset's stand-ins for the whole epoch's batches and the run's epochs.
+        self.initial_batch, self.batch_num, self.epoch_num = int(initial_batch), batch_num, epoch_num
 
     def on_train_begin(self, run_context):
         cb = run_context.original_args()
-        cb.cur_step_num = self.initial_epoch * cb.batch_num
-        cb.epoch_num = cb.epoch_num + self.initial_epoch
+        cb.batch_num = self.batch_num or cb.batch_num
+        cb.cur_step_num = self.initial_epoch * cb.batch_num + self.initial_batch
+        cb.epoch_num = self.epoch_num or cb.epoch_num + self.initial_epoch
 
 
 def _first_non_finite(params):
@@ -52,10 +56,12 @@ def _first_non_finite(params):
 class ProgressLogger(Callback):
     """``epoch: E step: S/N, loss: …, lr: …, batch_cost: … s, reader_cost: … s, ips: … images/sec, eta: …``
 
-    Also stops training with one line when the loss is not finite."""
+    Also stops training with one line when the loss is not finite. With ``accumulation`` A > 1
+    steps are optimizer steps (A batches each): S/N, lr, batch_cost and ips count those."""
 
-    def __init__(self, lr_per_step, batch_size, log_interval=10, rank=0, print_fn=print):
+    def __init__(self, lr_per_step, batch_size, log_interval=10, rank=0, print_fn=print, accumulation=1):
         super().__init__()
+        self.accumulation = max(1, int(accumulation))
         self.lr = lr_per_step
         self.batch_size = batch_size
         self.log_interval = max(1, int(log_interval))
@@ -83,14 +89,17 @@ class ProgressLogger(Callback):
             run_context.request_stop()
             raise NonFiniteLoss(f"loss is {loss} at epoch {cb.cur_epoch_num} step {cb.cur_step_num}: "
                                 f"training stopped; the last good checkpoint is kept")
-        steps = cb.batch_num
-        step_in_epoch = (cb.cur_step_num - 1) % steps + 1
+        acc = self.accumulation
+        if cb.cur_step_num % acc:
+            return  # mid accumulation: no optimizer step yet
+        steps = cb.batch_num // acc
+        step_in_epoch = ((cb.cur_step_num - 1) % cb.batch_num + 1) // acc
         if self.rank != 0 or (step_in_epoch % self.log_interval and step_in_epoch != steps):
             return
-        recent = self._costs[-self.log_interval:]
-        batch_avg = float(np.mean([c[0] for c in recent]))
-        reader_avg = float(np.mean([c[1] for c in recent]))
-        lr = self.lr[min(cb.cur_step_num - 1, len(self.lr) - 1)] if self.lr else 0.0
+        recent = self._costs[-self.log_interval * acc:]
+        batch_avg = float(np.mean([c[0] for c in recent])) * acc
+        reader_avg = float(np.mean([c[1] for c in recent])) * acc
+        lr = self.lr[min(cb.cur_step_num // acc - 1, len(self.lr) - 1)] if self.lr else 0.0
         remaining = (cb.epoch_num - cb.cur_epoch_num) * steps + steps - step_in_epoch
         self.print(f"epoch: {cb.cur_epoch_num} step: {step_in_epoch}/{steps}, loss: {loss:.5f}, lr: {lr:.6f}, "
                    f"batch_cost: {batch_avg:.5f} s, reader_cost: {reader_avg:.5f} s, "
@@ -99,37 +108,65 @@ class ProgressLogger(Callback):
 
 
 class CheckpointSaver(Callback):
-    """Every ``interval`` epochs, save the whole train network (weights + optimizer state) with
-    the epoch/step counters (and the EMA averages as ``ema.*``), atomically, keeping the newest
-    ``keep_max``; with ``ema`` also ``ema-E_S.ckpt`` (the averaged weights alone). Weights that
-    are no longer finite are never saved. Rank 0 only."""
+    """Every ``interval`` epochs (and, with ``every_steps``, every that many optimizer steps),
+    save the whole train network (weights + optimizer state) with the counters of
+    ``common.training_state`` (and the EMA averages as ``ema.*``), atomically, keeping the newest
+    ``keep_max``; with ``ema`` also ``ema-E_S.ckpt`` (the averaged weights alone). A mid-epoch
+    save is named after the epoch in progress and its optimizer step (``model-3_40.ckpt``).
+    Weights that are no longer finite are never saved. Rank 0 only.
 
-    def __init__(self, directory, prefix, interval=1, keep_max=5, rank=0, extra_saves=(), ema=None):
+    ``run_info``: the run's constants recorded with the counters (device_num, batch_size,
+    gradient_accumulation_steps); ``accumulation`` batches make one optimizer step."""
+
+    def __init__(self, directory, prefix, interval=1, keep_max=5, rank=0, extra_saves=(), ema=None,
+                 every_steps=0, run_info=None):
         super().__init__()
         self.directory, self.prefix = directory, prefix
         self.interval, self.keep_max, self.rank = max(1, interval), keep_max, rank
         self.extra_saves = extra_saves  # callables (cb_params, epoch) run after each save
         self.ema = ema
+        self.every_steps = max(0, int(every_steps))
+        self.run_info = dict(run_info or {})
+        self.accumulation = max(1, int(self.run_info.get("gradient_accumulation_steps", 1)))
         os.makedirs(directory, exist_ok=True)
+
+    def on_train_step_end(self, run_context):
+        cb = run_context.original_args()
+        acc = self.accumulation
+        if self.rank != 0 or not self.every_steps or cb.cur_step_num % acc:
+            return
+        step = cb.cur_step_num // acc
+        within = step % (cb.batch_num // acc)
+        if step % self.every_steps == 0 and within:  # at an epoch's end the epoch save runs
+            self._save(cb, cb.cur_epoch_num - 1, within)
 
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
         epoch = cb.cur_epoch_num
-        if self.rank != 0 or (epoch % self.interval and epoch != cb.epoch_num):
+        on_step = self.every_steps and (cb.cur_step_num // self.accumulation) % self.every_steps == 0
+        if self.rank != 0 or (epoch % self.interval and epoch != cb.epoch_num and not on_step):
             return
-        bad = _first_non_finite(cb.train_network.get_parameters())
-        if bad:
-            raise NonFiniteLoss(f"parameter {bad} is not finite after epoch {epoch}: training stopped; "
-                                f"the last good checkpoint is kept")
-        counters = {"epoch_num": epoch, "step_num": cb.cur_step_num}
-        if self.ema is not None:
-            counters.update(self.ema.state())
-        save_checkpoint_atomic(cb.train_network, self._path(self.prefix, epoch, cb.batch_num), append_dict=counters)
-        if self.ema is not None:
-            save_checkpoint_atomic(self.ema.as_weights(), self._path("ema", epoch, cb.batch_num),
-                                   append_dict={"epoch_num": epoch})
+        self._save(cb, epoch, 0)
         for save in self.extra_saves:
             save(cb, epoch)
+
+    def _save(self, cb, epoch, within):
+        """Save after ``epoch`` whole epochs and ``within`` optimizer steps of the next."""
+        bad = _first_non_finite(cb.train_network.get_parameters())
+        where = f"epoch {epoch}" if not within else f"epoch {epoch + 1} step {within}"
+        if bad:
+            raise NonFiniteLoss(f"parameter {bad} is not finite after {where}: training stopped; "
+                                f"the last good checkpoint is kept")
+        steps = cb.batch_num // self.accumulation
+        counters = {"epoch_num": epoch, "step_num": cb.cur_step_num, "step_in_epoch": within,
+                    "steps_per_epoch": steps, **self.run_info}
+        if self.ema is not None:
+            counters.update(self.ema.state())
+        label, step_label = (epoch, steps) if not within else (epoch + 1, within)
+        save_checkpoint_atomic(cb.train_network, self._path(self.prefix, label, step_label), append_dict=counters)
+        if self.ema is not None:
+            save_checkpoint_atomic(self.ema.as_weights(), self._path("ema", label, step_label),
+                                   append_dict={"epoch_num": epoch})
         self._prune(self.prefix)
         if self.ema is not None:
             self._prune("ema")
@@ -167,8 +204,9 @@ class EvalCallback(Callback):
     of them kept as ``ema_best.ckpt``."""
 
     def __init__(self, model, dataset, net, directory, interval=1, rank=0, metric="top_1_accuracy",
-                 print_fn=print, ema=None):
+                 print_fn=print, ema=None, reduce_fn=None):
         super().__init__()
+        self.reduce_fn = reduce_fn  # this rank's result -> all ranks' (``common.distributed_eval``)
         self.model, self.dataset, self.net = model, dataset, net
         self.directory, self.interval, self.rank, self.metric = directory, max(1, interval), rank, metric
         self.print = print_fn
@@ -198,6 +236,8 @@ class EvalCallback(Callback):
 
     def _evaluate(self, epoch, track):
         result = self.model.eval(self.dataset, dataset_sink_mode=False)
+        if self.reduce_fn is not None:
+            result = self.reduce_fn(result)
         track.history.append((epoch, result))
         if result[self.metric] > track.best:
             track.best, track.best_epoch = result[self.metric], epoch

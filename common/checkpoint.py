@@ -9,10 +9,14 @@ from common.convert import WeightsError, convert_state_dict
 from common.weights import naming_of, read_state_dict
 
 _logger = logging.getLogger(__name__)
+# What the trainer records with a training checkpoint besides epoch_num/step_num (0 when absent:
+# checkpoints from before they existed): step_in_epoch > 0 marks a mid-epoch checkpoint.
+TRAINING_COUNTERS = ("step_in_epoch", "steps_per_epoch", "device_num", "batch_size", "gradient_accumulation_steps")
 # Keys a training checkpoint holds besides the network: optimizer slots and counters.
 _TRAINING_STATE_PREFIXES = ("moments.", "accum.", "adam_m.", "adam_v.", "global_step", "learning_rate",
                             "beta1_power", "beta2_power", "momentum", "scale_sense", "current_iterator_step",
-                            "last_overflow_iterator_step", "epoch_num", "step_num", "ema.")
+                            "last_overflow_iterator_step", "epoch_num", "step_num", "ema.",
+                            "accumulated_grads.", "accumulation_count", *TRAINING_COUNTERS)
 
 
 def classifier_param_names(net):
@@ -114,8 +118,10 @@ def _fsync(path):
 
 
 def read_training_state(path):
-    """Epoch/step counters stored next to the weights by the trainer (0 when absent)."""
+    """Epoch/step counters stored next to the weights by the trainer (0 when absent); the
+    ``TRAINING_COUNTERS`` only when the checkpoint has them."""
     state = ms.load_checkpoint(path)
     def scalar(key):
         return int(np.asarray(state[key].asnumpy()).reshape(-1)[0]) if key in state else 0
-    return {"epoch_num": scalar("epoch_num"), "step_num": scalar("step_num")}
+    found = {key: scalar(key) for key in TRAINING_COUNTERS if key in state}
+    return {"epoch_num": scalar("epoch_num"), "step_num": scalar("step_num"), **found}

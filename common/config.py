@@ -30,6 +30,9 @@ DEFAULTS = {
     "enable_modelarts": (False, "copy data_url/train_url with moxing (ModelArts only)"),
     "data_url": ("", "OBS path of the dataset (ModelArts)"),
     "train_url": ("", "OBS path for outputs (ModelArts)"),
+    "checkpoint_url": ("", "OBS file or folder copied to load_path before the run (ModelArts); --pretrained/--resume "
+                           "then name a file in it"),
+    "load_path": ("/cache/checkpoint_path", "local folder checkpoint_url is copied to (ModelArts)"),
     # data
     "data_path": ("", "dataset root: train/ and val/ class folders, or the list files' root"),
     "train_dir": ("train", "training folder under data_path"),
@@ -61,6 +64,10 @@ DEFAULTS = {
     "weight_decay": (1e-4, "weight decay (not applied to BatchNorm and biases)"),
     "lr_scheduler": ("cosine", "cosine | step | piecewise | poly | linear | exponential | constant"),
     "lr": (0.1, "base learning rate"),
+    "reference_batch_size": (0, "global batch the recipe's lr was written for (0: not stated); a run with another "
+                                 "global batch warns, or scales the lr with lr_scale"),
+    "lr_scale": ("none", "none | linear: lr, warmup_lr and min_lr x global batch / reference_batch_size"),
+    "gradient_accumulation_steps": (1, "batches per optimizer step: global batch = batch_size x devices x this"),
     "min_lr": (0.0, "final learning rate (cosine, poly, linear)"),
     "warmup_epochs": (0, "linear warm-up epochs"),
     "warmup_lr": (0.0, "learning rate at the start of warm-up"),
@@ -81,6 +88,7 @@ DEFAULTS = {
     "resume": ("", "training checkpoint to resume (weights, optimizer state, EMA, epoch, step); wins over pretrained"),
     "save_checkpoint": (True, "save checkpoints"),
     "save_checkpoint_epochs": (1, "save every N epochs"),
+    "save_checkpoint_steps": (0, "also save every N optimizer steps (mid-epoch; --resume continues there); 0 = off"),
     "keep_checkpoint_max": (5, "keep the newest N periodic checkpoints"),
     "eval_during_train": (True, "evaluate on the val split during training, keep best.ckpt"),
     "eval_interval": (1, "evaluate every N epochs"),

@@ -110,11 +110,13 @@ class EMA(nn.Cell):
 
 
 class EMAUpdate(Callback):
-    """Apply one EMA update after every training step."""
+    """Apply one EMA update after every optimizer step (every ``accumulation`` batches)."""
 
-    def __init__(self, ema):
+    def __init__(self, ema, accumulation=1):
         super().__init__()
         self.ema = ema
+        self.accumulation = max(1, int(accumulation))
 
     def on_train_step_end(self, run_context):
-        self.ema()
+        if run_context.original_args().cur_step_num % self.accumulation == 0:
+            self.ema()

@@ -130,7 +130,6 @@ def train(cfg, hooks):
     from mindspore import nn
     from mindspore.train import Model
     from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger, RunCounters
-    from common.data import create_dataset
     from common.ema import EMA, EMAUpdate
     from common.lr import create_lr_schedule
     from common.optim import create_optimizer
@@ -145,19 +144,23 @@ def train(cfg, hooks):
     save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)
     if cfg.deterministic:
         ms.set_deterministic(True)
-    # a resumed run continues after the checkpoint's epoch: the data order of that epoch on
-    initial_epoch = resume_epoch(cfg.resume, cfg.epoch_size) if cfg.resume else 0
+    from common import global_batch as gb
+    from common.training_state import ResumePoint, read_resume_point
+    accumulation = gb.accumulation_steps(cfg)
+    if cfg.save_checkpoint_steps < 0:
+        raise ConfigError(f"config error: save_checkpoint_steps must be >= 0, got {cfg.save_checkpoint_steps}")
+    # a resumed run continues after the checkpoint's epoch (and step): the data order from there on
+    point = read_resume_point(cfg.resume, cfg, group_size) if cfg.resume else ResumePoint()
+    if point.within and cfg.dataset_sink_mode:
+        raise ConfigError(f"config error: {cfg.resume} was saved mid-epoch; resuming it needs dataset_sink_mode False")
+    initial_epoch = point.epoch
+    skip_batches = point.within * accumulation  # batches of the first epoch already trained
 
     net = build_net(cfg, "" if cfg.resume else cfg.pretrained, allow_new_head=True)
-    sampler = None
-    if hooks.create_train_sampler:
-        from common.data import dataset_samples
-        sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
-    train_ds = create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=initial_epoch)
-    steps = train_ds.get_dataset_size()
-    if steps == 0:
-        raise DatasetError("the training split gives no full batch; lower --batch_size")
-    lr = create_lr_schedule(cfg, steps)
+    train_ds, rest_ds, batches = _train_datasets(cfg, hooks, rank, group_size, point, accumulation)
+    steps = batches // accumulation  # optimizer steps per epoch: what the lr schedule counts
+    lr_cfg, lr_warning = gb.lr_config(cfg, group_size)
+    lr = create_lr_schedule(lr_cfg, steps)
     manager, opt_scale = _loss_scale_manager(cfg)
     loss = create_loss(cfg, net, hooks)
     train_params = net.trainable_params() + (loss.trainable_params() if isinstance(loss, nn.Cell) else [])
@@ -170,49 +173,113 @@ def train(cfg, hooks):
     else:
         model = Model(net, loss_fn=loss, **model_kwargs)
 
+    if accumulation > 1:  # the optimizer runs every `accumulation` batches (common/accumulation.py)
+        from common.accumulation import GradientAccumulation
+        model.train_network.optimizer = GradientAccumulation(optimizer, accumulation)
+
     ema = EMA(net, cfg.ema_decay) if cfg.ema_decay else None
     if cfg.resume:
         resume_training(model, cfg.resume, initial_epoch, ema)
+        _set_optimizer_step(optimizer, point, steps, group_size, rank)
 
-    callbacks = [RunCounters(initial_epoch), ProgressLogger(lr, cfg.batch_size * group_size, cfg.log_interval, rank)]
+    callbacks = [ProgressLogger(lr, gb.global_batch(cfg, group_size), cfg.log_interval, rank,
+                                accumulation=accumulation)]
     if ema is not None:
-        callbacks.append(EMAUpdate(ema))  # before the savers and eval, which read the average
+        callbacks.append(EMAUpdate(ema, accumulation))  # before the savers and eval, which read the average
+    if group_size > 1 and cfg.eval_during_train:  # before the savers: they save what every rank evaluates
+        from common.distributed_eval import average_batchnorm_stats
+        callbacks.append(average_batchnorm_stats(net, group_size))
     if cfg.save_checkpoint:
+        run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
         callbacks.append(CheckpointSaver(ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
-                                         cfg.keep_checkpoint_max, rank, ema=ema))
+                                         cfg.keep_checkpoint_max, rank, ema=ema,
+                                         every_steps=cfg.save_checkpoint_steps, run_info=run_info))
     eval_cb = None
     if cfg.eval_during_train:
-        eval_cb = EvalCallback(model, create_dataset(cfg, "val"), net, ckpt_dir, cfg.eval_interval, rank, ema=ema)
+        val_ds, reduce_fn = _val_for_training(cfg, rank, group_size)
+        eval_cb = EvalCallback(model, val_ds, net, ckpt_dir, cfg.eval_interval, rank, ema=ema, reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
     if rank == 0:
-        print(f"training {cfg.model} on {cfg.device_target} x{group_size}: {steps} steps/epoch, "
-              f"epochs {initial_epoch + 1}..{cfg.epoch_size}, batch {cfg.batch_size}/device, "
-              f"output {out_dir}", flush=True)
-    model.train(cfg.epoch_size, train_ds, callbacks=callbacks, dataset_sink_mode=cfg.dataset_sink_mode,
-                initial_epoch=initial_epoch)
+        start = f"epochs {initial_epoch + 1}..{cfg.epoch_size}" + (
+            f" (epoch {initial_epoch + 1} from step {point.within + 1})" if point.within else "")
+        print(f"training {cfg.model} on {cfg.device_target} x{group_size}: {steps} steps/epoch, {start}, "
+              f"batch {cfg.batch_size}/device, global batch {gb.describe(cfg, group_size)}, "
+              f"lr {lr_cfg.lr:g}, output {out_dir}", flush=True)
+        if lr_warning:
+            print(lr_warning, flush=True)
+    if rest_ds is not None:  # the checkpoint's epoch from its step on, counted as the whole run's
+        model.train(initial_epoch + 1, rest_ds, dataset_sink_mode=False, initial_epoch=initial_epoch,
+                    callbacks=[RunCounters(initial_epoch, skip_batches, batches, cfg.epoch_size), *callbacks])
+        initial_epoch += 1
+    if initial_epoch < cfg.epoch_size:
+        model.train(cfg.epoch_size, train_ds, callbacks=[RunCounters(initial_epoch), *callbacks],
+                    dataset_sink_mode=cfg.dataset_sink_mode, initial_epoch=initial_epoch)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": ckpt_dir, "rank": rank, "net": net, "ema": ema}
 
 
-def resume_epoch(path, epoch_size):
-    """The epoch a training checkpoint finished (read before anything is built)."""
-    from common.checkpoint import read_training_state
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"resume checkpoint not found: {path}")
-    epoch = read_training_state(path)["epoch_num"]
-    if epoch >= epoch_size:
-        raise UserError(f"{path} already finished epoch {epoch} of {epoch_size}; raise --epoch_size to go on")
-    return epoch
+def _train_datasets(cfg, hooks, rank, group_size, point, accumulation):
+    """(dataset from the first whole epoch on, the rest of a mid-epoch checkpoint's epoch or None,
+    batches per epoch). An epoch ends on an optimizer step: batches that do not fill one are left out."""
+    from common.data import create_dataset, dataset_samples
+    from common.training_state import check_steps_per_epoch
+    sampler = None
+    if hooks.create_train_sampler:
+        sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
+
+    def dataset(start_epoch, skip_batches=0):
+        return create_dataset(cfg, "train", rank, group_size, sampler=sampler, start_epoch=start_epoch,
+                              skip_samples=skip_batches * cfg.batch_size)
+
+    train_ds = dataset(point.epoch + (1 if point.within else 0))
+    full = train_ds.get_dataset_size()
+    batches = full // accumulation * accumulation
+    if batches == 0:
+        raise DatasetError("the training split gives no full batch" + (
+            f" x {accumulation} accumulation steps" if accumulation > 1 else "") + "; lower --batch_size")
+    if batches != full:
+        train_ds = train_ds.take(batches)
+    if cfg.resume:
+        check_steps_per_epoch(point, cfg.resume, batches // accumulation)
+    if not point.within:
+        return train_ds, None, batches
+    done = point.within * accumulation
+    return train_ds, dataset(point.epoch, done).take(batches - done), batches
+
+
+def _set_optimizer_step(optimizer, point, steps, group_size, rank):
+    """Point the optimizer's step (the lr schedule's index) at this run's resume point."""
+    import numpy as np
+    import mindspore as ms
+    from common.training_state import describe_mapping, optimizer_step
+    step = optimizer.global_step
+    step.set_data(ms.Tensor(np.full(step.shape, optimizer_step(point, steps)), step.dtype))
+    line = describe_mapping(point, steps, group_size)
+    if line and rank == 0:
+        print(line, flush=True)
+
+
+def _val_for_training(cfg, rank, group_size):
+    """(val dataset, reduce_fn) for eval during training: each rank its shard, summed, when distributed."""
+    from common.data import create_dataset
+    if group_size == 1:
+        return create_dataset(cfg, "val"), None
+    from common.distributed_eval import ShardedEval, sharded_val_dataset
+    dataset, local, _ = sharded_val_dataset(cfg, rank, group_size)
+    return dataset, ShardedEval(local)
 
 
 def resume_training(model, path, epoch, ema=None):
     """Restore weights, optimizer state (momentum, global step, loss scale) and the EMA from a
     training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
     import mindspore as ms
+    from common.accumulation import STATE_PREFIXES
     params = {k: v for k, v in ms.load_checkpoint(path).items() if k != "learning_rate"}
     not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
-    not_loaded = [n for n in not_loaded if "scale_sense" not in n and n != "learning_rate"]
+    # an accumulation buffer a checkpoint lacks (saved without accumulation) is empty at an optimizer step
+    not_loaded = [n for n in not_loaded if "scale_sense" not in n and n != "learning_rate"
+                  and not n.startswith(STATE_PREFIXES)]
     if not_loaded:
         raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer; "
                            f"missing: {', '.join(not_loaded[:6])}")
@@ -231,16 +298,23 @@ def evaluate(cfg, hooks):
     from common.predict import evaluate_exported, is_exported
     if is_exported(cfg.ckpt_file, cfg.backend):  # .mindir / .onnx: run the file, not the registry's net
         return evaluate_exported(cfg, hooks)
-    init_device(_single(cfg))
+    # run_distribute (under msrun / a launcher): each rank evaluates its shard, the counts are summed
+    rank, group_size = init_device(cfg if cfg.run_distribute else _single(cfg))
     net = build_net(cfg, cfg.ckpt_file)
     net.set_train(False)
     if hooks.prepare_eval_net:
         hooks.prepare_eval_net(cfg, net)
     model = Model(net, loss_fn=create_loss(cfg, net, hooks), metrics=metrics())
-    raw = model.eval(create_dataset(cfg, "val"), dataset_sink_mode=False)
+    if group_size > 1:
+        from common.distributed_eval import sharded_val_dataset, sum_over_ranks
+        dataset, local, total = sharded_val_dataset(cfg, rank, group_size)
+        raw = sum_over_ranks(model.eval(dataset, dataset_sink_mode=False), local)
+        print(f"rank {rank} of {group_size} evaluated {local} of {total} images", flush=True)
+    else:
+        raw = model.eval(create_dataset(cfg, "val"), dataset_sink_mode=False)
     result = {k: float(raw[k]) for k in METRIC_NAMES}
     print(f"result: {result} ckpt= {os.path.abspath(cfg.ckpt_file)}", flush=True)
-    if hooks.after_eval:
+    if hooks.after_eval and rank == 0:  # e.g. MultiGrain's retrieval: whole splits, once
         hooks.after_eval(cfg, net, result)
     return result
 

@@ -152,3 +152,63 @@ def test_model_utils_reexport_the_shared_adapters(family):
     utils = importlib.import_module(f"{family}.model_utils")
     assert utils.moxing_wrapper is moxing_wrapper and utils.get_rank_id is get_rank_id
     assert set(utils.__all__) >= {"moxing_wrapper", "get_device_id", "get_device_num", "get_rank_id", "get_job_id"}
+
+
+@pytest.fixture
+def copying_moxing(monkeypatch):
+    """A stand-in ``moxing`` that really copies (local folders stand for OBS) and records each copy."""
+    import shutil
+    calls = []
+
+    def copy_parallel(src, dst):
+        calls.append(("copy_parallel", src, dst))
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+
+    def copy(src, dst):
+        calls.append(("copy", src, dst))
+        shutil.copyfile(src.replace("obs://", "/", 1) if src.startswith("obs://") else src, dst)
+
+    mox = types.ModuleType("moxing")
+    mox.file = SimpleNamespace(copy_parallel=copy_parallel, copy=copy)
+    monkeypatch.setitem(sys.modules, "moxing", mox)
+    return calls
+
+
+def _modelarts_cfg(tmp_path, **kw):
+    config = importlib.import_module("common.config")
+    base = dict(enable_modelarts=True, data_url="", data_path="", train_url="", output_dir="",
+                load_path=str(tmp_path / "cache" / "ckpt"), checkpoint_url="", pretrained="", resume="")
+    return config.Config(base, **kw)
+
+
+def test_checkpoint_url_folder_is_copied_before_the_run_and_resume_names_a_file_in_it(copying_moxing, tmp_path):
+    bucket = tmp_path / "bucket" / "run1"
+    bucket.mkdir(parents=True)
+    (bucket / "dla34-40_5004.ckpt").write_bytes(b"weights")
+    cfg = _modelarts_cfg(tmp_path, checkpoint_url=str(bucket), resume="dla34-40_5004.ckpt")
+    seen = []
+    moxing_wrapper(cfg)(lambda c: seen.append((c.resume, open(c.resume, "rb").read())))(cfg)
+    local = str(tmp_path / "cache" / "ckpt" / "dla34-40_5004.ckpt")
+    assert seen == [(local, b"weights")], "the run starts with the copy in place and --resume pointing at it"
+    assert copying_moxing == [("copy_parallel", str(bucket), str(tmp_path / "cache" / "ckpt"))]
+
+
+def test_checkpoint_url_file_and_an_obs_pretrained_are_copied_one_file_each(copying_moxing, tmp_path):
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "a.ckpt").write_bytes(b"A")
+    (tmp_path / "bucket" / "b.pdparams").write_bytes(b"B")
+    obs_b = "obs://" + str(tmp_path / "bucket" / "b.pdparams").lstrip("/")
+    cfg = _modelarts_cfg(tmp_path, checkpoint_url=str(tmp_path / "bucket" / "a.ckpt"), pretrained=obs_b)
+    moxing_wrapper(cfg)(lambda: None)()
+    cache = tmp_path / "cache" / "ckpt"
+    assert cfg.pretrained == str(cache / "b.pdparams") and (cache / "b.pdparams").read_bytes() == b"B"
+    assert (cache / "a.ckpt").read_bytes() == b"A" and cfg.resume == ""
+    assert [c[0] for c in copying_moxing] == ["copy", "copy"]
+
+
+def test_without_modelarts_checkpoint_paths_are_left_alone(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "moxing", None)
+    cfg = _modelarts_cfg(tmp_path, checkpoint_url="obs://b/x.ckpt", resume="obs://b/x.ckpt")
+    cfg.enable_modelarts = False
+    moxing_wrapper(cfg)(lambda: None)()
+    assert cfg.resume == "obs://b/x.ckpt"

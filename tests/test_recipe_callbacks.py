@@ -56,7 +56,27 @@ def test_counters_count_the_whole_run_after_a_resume(tmp_path):
     assert record.steps == [7, 8, 9]  # epochs 1-2 had 3 steps each
     assert set(record.last_epochs) == {3}
     assert sorted(os.listdir(tmp_path)) == ["toy-3_3.ckpt"]
-    assert read_training_state(str(tmp_path / "toy-3_3.ckpt")) == {"epoch_num": 3, "step_num": 9}
+    assert read_training_state(str(tmp_path / "toy-3_3.ckpt")) == {"epoch_num": 3, "step_num": 9, "step_in_epoch": 0,
+                                                                   "steps_per_epoch": 3}
+
+
+def test_step_checkpoints_are_named_by_epoch_and_step_and_pruned(tmp_path):
+    """save_checkpoint_steps 2 over 3 epochs of 3 steps: whole-run steps 2, 4, 6, 8 and the last one (9).
+    A mid-epoch file is named after the epoch in progress and its step (ModelZoo's ``prefix-E_S``)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net = Toy()
+    model = Model(net, loss_fn=MeanSum(), optimizer=nn.SGD(net.trainable_params(), 0.1))
+    info = {"device_num": 1, "batch_size": 2, "gradient_accumulation_steps": 1}
+    saver = CheckpointSaver(str(tmp_path), "toy", interval=5, keep_max=10, every_steps=2, run_info=info)
+    model.train(3, _data(), callbacks=[RunCounters(0), saver], dataset_sink_mode=False)
+    assert sorted(os.listdir(tmp_path)) == ["toy-1_2.ckpt", "toy-2_1.ckpt", "toy-2_3.ckpt", "toy-3_2.ckpt",
+                                            "toy-3_3.ckpt"]
+    assert read_training_state(str(tmp_path / "toy-2_1.ckpt")) == {
+        "epoch_num": 1, "step_num": 4, "step_in_epoch": 1, "steps_per_epoch": 3, **info}
+    assert read_training_state(str(tmp_path / "toy-2_3.ckpt"))["step_in_epoch"] == 0
+    pruned = CheckpointSaver(str(tmp_path / "pruned"), "toy", interval=5, keep_max=2, every_steps=2, run_info=info)
+    model.train(3, _data(), callbacks=[RunCounters(0), pruned], dataset_sink_mode=False)
+    assert sorted(os.listdir(tmp_path / "pruned")) == ["toy-3_2.ckpt", "toy-3_3.ckpt"]  # no temporary files left
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):

@@ -69,11 +69,12 @@ class EpochKeySampler(ds.Sampler):
     ``inner`` (a Python sampler such as MultiGrain's) gives the indices instead of a permutation;
     its ``set_epoch`` is called when it has one. Counting starts at ``start_epoch`` (resume)."""
 
-    def __init__(self, num_images, seed, rank=0, group_size=1, shuffle=True, start_epoch=0, inner=None):
+    def __init__(self, num_images, seed, rank=0, group_size=1, shuffle=True, start_epoch=0, inner=None, skip=0):
         self.n, self.seed, self.rank, self.group_size = int(num_images), int(seed), int(rank), int(group_size)
         self.shuffle, self.epoch, self.inner = shuffle, int(start_epoch), inner
+        self.skip = int(skip)  # positions of each epoch left out: the rest of an epoch (mid-epoch resume)
         self.per_epoch = len(inner) if inner is not None else self.n // self.group_size
-        super().__init__(num_samples=self.per_epoch)
+        super().__init__(num_samples=self.per_epoch - self.skip)
 
     def epoch_indices(self, epoch):
         if self.inner is not None:
@@ -86,10 +87,12 @@ class EpochKeySampler(ds.Sampler):
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
         for position, index in enumerate(self.epoch_indices(epoch)):
+            if position < self.skip:
+                continue
             yield int((epoch * self.per_epoch + position) * self.n + index)
 
     def __len__(self):
-        return self.per_epoch
+        return self.per_epoch - self.skip
 
 
 class SeededImageSource(ImageSource):
@@ -110,12 +113,14 @@ class SeededImageSource(ImageSource):
 
 
 def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=None, shuffle=None,
-                   start_epoch=0):
+                   start_epoch=0, skip_samples=0):
     """Batched (image, label) dataset for ``split``; training shards by rank, shuffles and mixes
     (mixup/cutmix: labels become (N, num_classes) soft labels).
 
     ``sampler`` (e.g. MultiGrain's repeated-augmentation sampler) replaces shuffle/sharding.
-    ``start_epoch``: the first epoch this pipeline serves (resume; used by the deterministic order)."""
+    ``start_epoch``: the first epoch this pipeline serves (resume; used by the deterministic order).
+    ``skip_samples``: samples of each epoch left out: with them the dataset serves the rest of the
+    epoch a mid-epoch checkpoint was saved in (used for that one epoch)."""
     is_training = split == "train"
     samples = dataset_samples(cfg, split)
     shuffle = is_training if shuffle is None else shuffle
@@ -134,10 +139,15 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
         if sampler is not None and not isinstance(sampler, ds.Sampler):
             raise DatasetError("deterministic: True needs a Python ds.Sampler (with __iter__), "
                                f"not {type(sampler).__name__}")
-        key_sampler = EpochKeySampler(len(samples), cfg.seed, rank, group_size, shuffle, start_epoch, inner=sampler)
+        key_sampler = EpochKeySampler(len(samples), cfg.seed, rank, group_size, shuffle, start_epoch, inner=sampler,
+                                      skip=skip_samples)
         dataset = ds.GeneratorDataset(SeededImageSource(samples, transforms, cfg.seed, rank), columns + ["key"],
                                       sampler=key_sampler, num_parallel_workers=1, python_multiprocessing=False)
     else:
+        if skip_samples:
+            from common.data.resume import ShardSampler, SkipSampler
+            inner = sampler if sampler is not None else ShardSampler(len(samples), rank, group_size, shuffle, cfg.seed)
+            sampler = SkipSampler(inner, skip_samples)
         kwargs = dict(sampler=sampler) if sampler is not None else dict(
             shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
             shard_id=rank if group_size > 1 else None)
