@@ -3,7 +3,6 @@
 On resume ``Model.train(initial_epoch=k)`` restarts ``cur_step_num`` at 0 and sets ``epoch_num``
 to the epochs left; ``RunCounters`` (first in the list) makes both whole-run counts again, so
 the other callbacks index the lr schedule, name checkpoints and find the last epoch correctly."""
-import glob
 import math
 import os
 import time
@@ -13,6 +12,7 @@ import mindspore as ms
 from mindspore.train import Callback
 
 from common.checkpoint import save_checkpoint_atomic
+from common.errors import Diverged
 
 
 def _fmt_eta(seconds):
@@ -27,7 +27,7 @@ def _loss_value(outputs):
     return float(np.mean(outputs.asnumpy())) if isinstance(outputs, ms.Tensor) else float(outputs)
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(Diverged):
     """The loss became NaN or inf: training is stopped, the last good checkpoint is kept."""
 
 
@@ -110,6 +110,7 @@ class CheckpointSaver(Callback):
         self.interval, self.keep_max, self.rank = max(1, interval), keep_max, rank
         self.extra_saves = extra_saves  # callables (cb_params, epoch) run after each save
         self.ema = ema
+        self._saved = {}  # prefix -> files this run saved, oldest first: only these are pruned
         os.makedirs(directory, exist_ok=True)
 
     def on_train_epoch_end(self, run_context):
@@ -135,13 +136,18 @@ class CheckpointSaver(Callback):
             self._prune("ema")
 
     def _path(self, prefix, epoch, steps):
-        return os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")
+        path = os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")
+        saved = self._saved.setdefault(prefix, [])
+        if path not in saved:
+            saved.append(path)
+        return path
 
     def _prune(self, prefix):
-        found = glob.glob(os.path.join(self.directory, f"{prefix}-*_*.ckpt"))
-        found.sort(key=os.path.getmtime)
+        """Keep this run's newest ``keep_max``; files of an earlier run (the one resumed) are not counted."""
+        found = [p for p in self._saved.get(prefix, []) if os.path.isfile(p)]
         for old in found[:-self.keep_max] if self.keep_max > 0 else []:
             os.remove(old)
+            self._saved[prefix].remove(old)
 
 
 class _BestTracker:

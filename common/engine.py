@@ -10,8 +10,7 @@ import sys
 from typing import Callable, Optional
 
 from common.config import ConfigError, parse_args, save_args
-from common.convert import WeightsError
-from common.data.samples import DatasetError
+from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, DatasetError, Diverged, UserError, WeightsError, find_in_chain
 
 _logger = logging.getLogger("common.engine")
 METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
@@ -30,10 +29,6 @@ class TaskHooks:
     after_eval: Optional[Callable] = None           # (cfg, net, result) -> None, e.g. retrieval metrics
 
 
-class UserError(Exception):
-    """An error the user can fix, printed as one line."""
-
-
 def run_main(fn, argv, default_config, hooks):
     """Parse the config and run ``fn(cfg, hooks)``; user errors become one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -44,15 +39,13 @@ def run_main(fn, argv, default_config, hooks):
             hooks.check_config(cfg)
         from common.adapters import moxing_wrapper  # ModelArts: OBS copies around the run, else a no-op
         return moxing_wrapper(cfg)(fn)(cfg, hooks)
-    except (ConfigError, DatasetError, WeightsError, UserError, FileNotFoundError) as err:
-        print(f"error: {getattr(err, 'message', None) or err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    except RuntimeError as err:
-        from common.callbacks import NonFiniteLoss
-        if isinstance(err, NonFiniteLoss) or isinstance(err.__cause__, NonFiniteLoss):
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            raise SystemExit(3) from None
-        raise
+    except (UserError, RuntimeError) as err:
+        # MindSpore re-raises a callback's exception inside a RuntimeError of its own: look in the chain
+        found = find_in_chain(err, (UserError, Diverged))
+        if found is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {getattr(found, 'message', None) or found}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_DIVERGED if isinstance(found, Diverged) else EXIT_USER_ERROR) from None
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -121,15 +114,16 @@ def train(cfg, hooks):
     from common.ema import EMA, EMAUpdate
     from common.lr import create_lr_schedule
     from common.optim import create_optimizer
+    from common.outputs import check_new_training_run
 
     if cfg.require_pretrained and not (cfg.pretrained or cfg.resume):
         raise ConfigError("config error: this recipe finetunes trained weights: pass --pretrained PATH "
                           "(.ckpt/.pth/.pdparams/.safetensors) or --resume PATH; "
                           "--require_pretrained False trains from scratch")
-    rank, group_size = init_device(cfg)
     out_dir = os.path.abspath(cfg.output_dir)
+    check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
+    rank, group_size = init_device(cfg)
     ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}") if group_size > 1 else os.path.join(out_dir, "ckpt")
-    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)
     if cfg.deterministic:
         ms.set_deterministic(True)
     # a resumed run continues after the checkpoint's epoch: the data order of that epoch on
@@ -171,6 +165,7 @@ def train(cfg, hooks):
     if cfg.eval_during_train:
         eval_cb = EvalCallback(model, create_dataset(cfg, "val"), net, ckpt_dir, cfg.eval_interval, rank, ema=ema)
         callbacks.append(eval_cb)
+    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
     if rank == 0:
         print(f"training {cfg.model} on {cfg.device_target} x{group_size}: {steps} steps/epoch, "
               f"epochs {initial_epoch + 1}..{cfg.epoch_size}, batch {cfg.batch_size}/device, "
@@ -186,7 +181,7 @@ def resume_epoch(path, epoch_size):
     """The epoch a training checkpoint finished (read before anything is built)."""
     from common.checkpoint import read_training_state
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"resume checkpoint not found: {path}")
+        raise WeightsError(f"resume checkpoint not found: {path}")
     epoch = read_training_state(path)["epoch_num"]
     if epoch >= epoch_size:
         raise UserError(f"{path} already finished epoch {epoch} of {epoch_size}; raise --epoch_size to go on")
@@ -197,8 +192,13 @@ def resume_training(model, path, epoch, ema=None):
     """Restore weights, optimizer state (momentum, global step, loss scale) and the EMA from a
     training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
     import mindspore as ms
-    params = {k: v for k, v in ms.load_checkpoint(path).items() if k != "learning_rate"}
-    not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
+    from common.checkpoint import load_checkpoint_file
+    params = {k: v for k, v in load_checkpoint_file(path).items() if k != "learning_rate"}
+    try:
+        not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
+    except (ValueError, RuntimeError, TypeError) as err:  # shapes of another model: MindSpore's long text
+        raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer: "
+                           f"{_first_line(err)}") from None
     not_loaded = [n for n in not_loaded if "scale_sense" not in n and n != "learning_rate"]
     if not_loaded:
         raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer; "
@@ -206,6 +206,11 @@ def resume_training(model, path, epoch, ema=None):
     if ema is not None:
         ema.load(params, path)
     print(f"resumed from {path} after epoch {epoch}", flush=True)
+
+
+def _first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith("-")]
+    return lines[0][:300] if lines else type(err).__name__
 
 
 # --------------------------------------------------------------------------- eval
@@ -242,6 +247,8 @@ EXPORT_FORMATS = ("MINDIR", "ONNX", "AIR")
 def export(cfg, hooks):
     import numpy as np
     import mindspore as ms
+    from common.checkpoint import write_atomic
+    from common.outputs import make_output_dir
 
     fmt = cfg.file_format.upper()
     if fmt not in EXPORT_FORMATS:
@@ -256,11 +263,12 @@ def export(cfg, hooks):
     net.set_train(False)
     cell = hooks.export_network(cfg, net) if hooks.export_network else net
     file_name = cfg.file_name or os.path.join(cfg.output_dir, cfg.model)
-    os.makedirs(os.path.dirname(os.path.abspath(file_name)) or ".", exist_ok=True)
-    dummy = ms.Tensor(np.zeros((cfg.export_batch_size, 3, cfg.image_size, cfg.image_size), np.float32))
-    ms.export(cell, dummy, file_name=file_name, file_format=fmt)
     suffix = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}[fmt]
-    path = file_name if file_name.endswith(suffix) else file_name + suffix
+    path = os.path.abspath(file_name if file_name.endswith(suffix) else file_name + suffix)
+    make_output_dir(os.path.dirname(path))
+    dummy = ms.Tensor(np.zeros((cfg.export_batch_size, 3, cfg.image_size, cfg.image_size), np.float32))
+    # like a checkpoint: a temporary file renamed into place (a full disk leaves no partial file)
+    write_atomic(path, lambda tmp: ms.export(cell, dummy, file_name=tmp, file_format=fmt))
     print(f"exported {cfg.model} ({cfg.export_batch_size}x3x{cfg.image_size}x{cfg.image_size}) to {path}", flush=True)
     return path
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from common.data import class_names, read_rgb
 from common.data.samples import IMG_EXTENSIONS, DatasetError
+from common.errors import WeightsError
 
 
 def image_paths(spec):
@@ -44,7 +45,7 @@ class Predictor:
         if not path:
             raise DatasetError("no model to predict with: pass --ckpt_file (.ckpt, .mindir or .onnx)")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"model file not found: {path}")
+            raise WeightsError(f"model file not found: {path}")
         kind = os.path.splitext(path)[1].lower()
         if cfg.backend == "onnxruntime" or kind == ".onnx":
             import onnxruntime as ort

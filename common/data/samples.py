@@ -4,8 +4,7 @@ import os
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be used, with a one-line reason."""
+from common.errors import DatasetError  # noqa: F401  (importable from here, as before)
 
 
 def class_folders(root):
