@@ -250,8 +250,14 @@ def load_yaml(path):
     """The first yaml document of ``path`` as a dict (a second one may hold help texts)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config error: config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        docs = list(yaml.safe_load_all(f))
+    try:
+        with open(path, encoding="utf-8") as f:
+            docs = list(yaml.safe_load_all(f))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise ConfigError(f"config error: {path} is not a yaml file{at}: "
+                          f"{getattr(err, 'problem', None) or type(err).__name__}") from None
     data = docs[0] if docs else {}
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {path} must be a mapping of top-level keys")
@@ -364,6 +370,10 @@ def save_args(cfg, path, rank=0):
     """Write the resolved config next to the outputs (rank 0 only)."""
     if rank != 0:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(json.loads(json.dumps(dict(cfg))), f, sort_keys=False)
+    from common.errors import OutputError, describe_os_error
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(json.loads(json.dumps(dict(cfg))), f, sort_keys=False)
+    except OSError as err:
+        raise OutputError(f"could not write {path}: {describe_os_error(err)}") from None

@@ -9,6 +9,7 @@ and the ways out (``--resume`` to continue that run, another ``--output_dir`` fo
 """
 import glob
 import os
+import re
 
 from common.errors import OutputError, describe_os_error
 
@@ -27,10 +28,11 @@ def check_new_training_run(out_dir, resume=""):
         return
     earlier = sorted(p for d in checkpoint_dirs(out_dir) for p in glob.glob(os.path.join(d, "*.ckpt")))
     if earlier:
-        newest = max(earlier, key=os.path.getmtime)
-        raise OutputError(f"{out_dir} holds an earlier run ({len(earlier)} checkpoint(s), e.g. {newest}); nothing "
-                          f"was changed: continue it with --resume {newest}, or start a new run with another "
-                          f"--output_dir")
+        # periodic checkpoints (<model>-<epoch>_<step>.ckpt) hold the optimizer state --resume needs
+        periodic = [p for p in earlier if re.search(r"-\d+_\d+\.ckpt$", p) and not os.path.basename(p).startswith("ema-")]
+        resume_hint = f"continue it with --resume {max(periodic, key=os.path.getmtime)}, or " if periodic else ""
+        raise OutputError(f"{out_dir} holds an earlier run's {len(earlier)} checkpoint(s); nothing was changed: "
+                          f"{resume_hint}start a new run with another --output_dir")
 
 
 def check_output_dir(path):

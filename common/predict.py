@@ -5,7 +5,7 @@ import numpy as np
 
 from common.data import class_names, read_rgb
 from common.data.samples import IMG_EXTENSIONS, DatasetError
-from common.errors import WeightsError
+from common.errors import UserError, WeightsError
 
 
 def image_paths(spec):
@@ -47,16 +47,27 @@ class Predictor:
         if not os.path.isfile(path):
             raise WeightsError(f"model file not found: {path}")
         kind = os.path.splitext(path)[1].lower()
+        self.input_shape = None  # (C, H, W) an exported file was made for
         if cfg.backend == "onnxruntime" or kind == ".onnx":
             import onnxruntime as ort
-            self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-            self.input_name = self.session.get_inputs()[0].name
+            try:
+                self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            except Exception as err:  # pylint: disable=broad-except  # onnxruntime's Fail/InvalidProtobuf
+                raise WeightsError(f"{path} ({os.path.getsize(path)} bytes) is not a loadable ONNX model "
+                                   f"(truncated, or another format): {str(err).splitlines()[0][:200]}") from None
+            model_input = self.session.get_inputs()[0]
+            self.input_name = model_input.name
             self.run = lambda x: self.session.run(None, {self.input_name: x})[0]
-            self.fixed_batch = self.session.get_inputs()[0].shape[0]
+            self.fixed_batch = model_input.shape[0]
+            self.input_shape = tuple(model_input.shape[1:])
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
-            graph = nn.GraphCell(ms.load(path))
+            try:
+                graph = nn.GraphCell(ms.load(path))
+            except Exception as err:  # pylint: disable=broad-except  # MindSpore's RuntimeError text
+                raise WeightsError(f"{path} ({os.path.getsize(path)} bytes) is not a loadable MINDIR file "
+                                   f"(truncated, or another format)") from None
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
             self.fixed_batch = cfg.export_batch_size
         else:
@@ -65,6 +76,13 @@ class Predictor:
             net.set_train(False)
             self.run = lambda x: net(ms.Tensor(x)).asnumpy()
             self.fixed_batch = None
+
+    def check_input(self, batch, path):
+        """An exported model takes one image size: say so instead of the runtime's shape error."""
+        fixed = self.input_shape
+        if fixed and all(isinstance(d, int) for d in fixed) and tuple(batch.shape[1:]) != fixed:
+            raise UserError(f"{path} takes {'x'.join(map(str, fixed))} images but the config gives "
+                            f"{'x'.join(map(str, batch.shape[1:]))}: set --image_size {fixed[-1]}")
 
     def __call__(self, batch):
         if not isinstance(self.fixed_batch, int) or self.fixed_batch == len(batch):
@@ -102,7 +120,10 @@ def predict(cfg, hooks=None):
         raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
     init_device(_single(cfg))
     paths = image_paths(cfg.predict_path)
-    logits = Predictor(cfg, build_net)(preprocess(cfg, paths))
+    predictor = Predictor(cfg, build_net)
+    batch = preprocess(cfg, paths)
+    predictor.check_input(batch, cfg.ckpt_file)
+    logits = predictor(batch)
     results = topk_results(logits, paths, class_names(cfg), cfg.topk)
     for result in results:
         print(result, flush=True)

@@ -124,7 +124,7 @@ def retrieval_eval(cfg, net):
     from multigrain.src.retrieval import retrieval_metrics
     splits = {}
     for name in ("query", "gallery"):
-        split_cfg = Config(cfg, cls_label_path_val=cfg[f"{name}_list"])
+        split_cfg = Config(cfg, cls_label_path_val=cfg[f"{name}_list"], labels_are_classes=False)
         _, embeddings, labels = extract(net, create_dataset(split_cfg, "val"))
         splits[name] = (embeddings, labels)
     result = retrieval_metrics(*splits["query"], *splits["gallery"], ks=(1, 5))
