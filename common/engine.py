@@ -92,8 +92,6 @@ def _loss_scale_manager(cfg):
         raise ConfigError(f"config error: amp_level must be one of {', '.join(AMP_LEVELS)}, not '{cfg.amp_level}'"
                           + (" (O1 rewrites the network and fails on these models in MindSpore 2.10)"
                              if cfg.amp_level == "O1" else ""))
-    if cfg.loss_scale < 1.0:
-        raise ConfigError(f"config error: loss_scale must be >= 1, got {cfg.loss_scale}")
     if cfg.loss_scale_mode == "dynamic":
         if cfg.device_target == "CPU":
             raise ConfigError("config error: loss_scale_mode dynamic is not supported on CPU by MindSpore "
