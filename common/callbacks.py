@@ -11,7 +11,7 @@ import numpy as np
 import mindspore as ms
 from mindspore.train import Callback
 
-from common.checkpoint import save_checkpoint_atomic
+from common.checkpoint import load_checkpoint_file, save_checkpoint_atomic
 from common.errors import Diverged
 
 
@@ -160,7 +160,7 @@ class _BestTracker:
     def restore(self, path, metric):
         """Take the best so far from an earlier run's file (resume into the same directory)."""
         if os.path.isfile(path):
-            state = ms.load_checkpoint(path, choice_func=lambda name: name in (metric, "epoch_num"))
+            state = load_checkpoint_file(path, choice_func=lambda name: name in (metric, "epoch_num"))
             if metric in state:
                 self.best = float(state[metric].asnumpy())
                 self.best_epoch = int(state["epoch_num"].asnumpy())

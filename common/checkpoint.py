@@ -163,8 +163,8 @@ def load_checkpoint_file(path, **kwargs):
     try:
         return ms.load_checkpoint(path, **kwargs)
     except Exception as err:  # pylint: disable=broad-except  # ValueError/RuntimeError/DecodeError
-        raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, .pdparams): "
-                           f"truncated, or another format") from None
+        raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, "
+                           f".pdparams): truncated, or another format") from None
 
 
 def read_training_state(path):

@@ -46,7 +46,8 @@ def _without_deprecation_notice(make):
     """MindSpore 2.10 calls MaxPoolWithArgmax deprecated in favour of MaxPoolWithArgmaxV2, whose CPU
     gradient is ~25x slower (16x32x56x56, same values): keep the op, drop the per-run notice."""
     from mindspore import log as ms_log
-    logger = ms_log._get_logger() if hasattr(ms_log, "_get_logger") else logging.getLogger("mindspore")  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    logger = ms_log._get_logger() if hasattr(ms_log, "_get_logger") else logging.getLogger("mindspore")
     quiet = logging.Filter()
     quiet.filter = lambda record: "'MaxPoolWithArgmax' is deprecated" not in record.getMessage()
     logger.addFilter(quiet)
@@ -96,7 +97,8 @@ class BatchNorm2d(nn.BatchNorm2d):
             new = self.momentum
             # the updates hang on the output (depend): left isolated, MindSpore warns "side effect
             # nodes were eliminated" for every BatchNorm when it compiles the eval graph
-            y = ops.depend(y, ops.assign(self.moving_mean, self.moving_mean * (1 - new) + ops.stop_gradient(mean) * new))
+            y = ops.depend(y, ops.assign(self.moving_mean,
+                                         self.moving_mean * (1 - new) + ops.stop_gradient(mean) * new))
             y = ops.depend(y, ops.assign(self.moving_variance, self.moving_variance * (1 - new)
                                          + ops.stop_gradient(var) * (new * count / max(count - 1, 1))))
             return y

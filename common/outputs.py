@@ -29,7 +29,8 @@ def check_new_training_run(out_dir, resume=""):
     earlier = sorted(p for d in checkpoint_dirs(out_dir) for p in glob.glob(os.path.join(d, "*.ckpt")))
     if earlier:
         # periodic checkpoints (<model>-<epoch>_<step>.ckpt) hold the optimizer state --resume needs
-        periodic = [p for p in earlier if re.search(r"-\d+_\d+\.ckpt$", p) and not os.path.basename(p).startswith("ema-")]
+        periodic = [p for p in earlier
+                    if re.search(r"-\d+_\d+\.ckpt$", p) and not os.path.basename(p).startswith("ema-")]
         resume_hint = f"continue it with --resume {max(periodic, key=os.path.getmtime)}, or " if periodic else ""
         raise OutputError(f"{out_dir} holds an earlier run's {len(earlier)} checkpoint(s); nothing was changed: "
                           f"{resume_hint}start a new run with another --output_dir")

@@ -49,7 +49,10 @@ class Predictor:
         kind = os.path.splitext(path)[1].lower()
         self.input_shape = None  # (C, H, W) an exported file was made for
         if cfg.backend == "onnxruntime" or kind == ".onnx":
-            import onnxruntime as ort
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise UserError(f"{path}: ONNX models need onnxruntime (pip install onnxruntime)") from None
             try:
                 self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             except Exception as err:  # pylint: disable=broad-except  # onnxruntime's Fail/InvalidProtobuf

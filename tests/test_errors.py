@@ -2,10 +2,8 @@
 user made is lost: one test per class of fault, the end-to-end ones through the real entry points.
 
 Tiny runs: dla46_c, 32 px, 16 training / 8 validation digits, batch 8, one epoch."""
-import errno
 import logging
 import os
-import sys
 import textwrap
 
 import numpy as np

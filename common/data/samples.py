@@ -83,18 +83,22 @@ def samples_from_list(list_path, root, num_classes=None):
     if not os.path.isfile(list_path):
         raise DatasetError(f"list file not found: {list_path}")
     samples = []
-    with open(list_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().rsplit(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise DatasetError(f"{list_path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
-            label = int(parts[1])
-            if num_classes is not None and not 0 <= label < num_classes:
-                raise DatasetError(f"{list_path}:{lineno}: label {label} is outside [0, {num_classes}) "
-                                   f"(num_classes {num_classes}); fix the list or set --num_classes")
-            samples.append((os.path.join(root, parts[0]), label))
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{list_path} is not a text list file ('relative/path label' lines)") from None
+    for lineno, line in enumerate(lines, 1):
+        parts = line.strip().rsplit(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetError(f"{list_path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
+        label = int(parts[1])
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise DatasetError(f"{list_path}:{lineno}: label {label} is outside [0, {num_classes}) "
+                               f"(num_classes {num_classes}); fix the list or set --num_classes")
+        samples.append((os.path.join(root, parts[0]), label))
     if not samples:
         raise DatasetError(f"list file is empty: {list_path}")
     return samples
@@ -124,6 +128,8 @@ def dataset_samples(cfg, split):
 def class_names(cfg):
     """Label names: ``label_file`` lines, else the training class folders, else None."""
     if cfg.label_file:
+        if not os.path.isfile(cfg.label_file):
+            raise DatasetError(f"label file not found: {cfg.label_file}")
         with open(cfg.label_file, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
     folder = os.path.join(cfg.data_path, cfg.train_dir) if cfg.data_path else ""
