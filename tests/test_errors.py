@@ -92,7 +92,6 @@ def with_full_disk(target, script, *argv):
 
 
 # --------------------------------------------------------------------------- data that was lost
-@pytest.mark.slow
 def test_training_again_into_a_used_output_dir_changes_nothing(tiny, tmp_path):
     """A second run without --resume is refused with every earlier file byte-for-byte intact; a
     failing --resume run leaves config.yaml alone; a resumed run prunes only its own checkpoints;
