@@ -13,6 +13,7 @@ from mindspore.train import Callback
 
 from common.checkpoint import load_checkpoint_file, save_checkpoint_atomic
 from common.errors import Diverged
+from common.outputs import make_output_dir
 
 
 def _fmt_eta(seconds):
@@ -111,7 +112,7 @@ class CheckpointSaver(Callback):
         self.extra_saves = extra_saves  # callables (cb_params, epoch) run after each save
         self.ema = ema
         self._saved = {}  # prefix -> files this run saved, oldest first: only these are pruned
-        os.makedirs(directory, exist_ok=True)
+        make_output_dir(directory)
 
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
@@ -180,7 +181,7 @@ class EvalCallback(Callback):
         self.print = print_fn
         self.ema = ema
         self.plain, self.averaged = _BestTracker("best.ckpt", ""), _BestTracker("ema_best.ckpt", " (ema)")
-        os.makedirs(directory, exist_ok=True)
+        make_output_dir(directory)
 
     # the plain weights' record, as before EMA existed
     best = property(lambda self: self.plain.best)

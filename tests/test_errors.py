@@ -309,6 +309,13 @@ def test_an_output_folder_that_is_a_file(tiny, tmp_path):
     assert afile.read_text() == "mine"
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc (a folder nobody can create in)")
+def test_an_output_folder_that_cannot_be_created():
+    from common.outputs import make_output_dir
+    with pytest.raises(UserError, match="cannot create output folder /proc/zoo_out/ckpt"):
+        make_output_dir("/proc/zoo_out/ckpt")
+
+
 def test_predict_with_an_onnx_file_of_another_size_or_truncated(tiny, tmp_path):
     from common.predict import Predictor
     net = create_model("dla46_c", num_classes=10)
