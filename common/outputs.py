@@ -22,9 +22,10 @@ def checkpoint_dirs(out_dir):
 
 def check_new_training_run(out_dir, resume=""):
     """Before a training run writes anything: ``out_dir`` must be a folder we can create, and must
-    not hold an earlier run's checkpoints unless this run continues one (``--resume``)."""
+    not hold an earlier run's checkpoints unless this run continues that run (``--resume`` of a
+    checkpoint inside ``out_dir``)."""
     check_output_dir(out_dir)
-    if resume:
+    if resume and os.path.abspath(resume).startswith(os.path.abspath(out_dir) + os.sep):
         return
     earlier = sorted(p for d in checkpoint_dirs(out_dir) for p in glob.glob(os.path.join(d, "*.ckpt")))
     if earlier:

@@ -112,6 +112,10 @@ def test_training_again_into_a_used_output_dir_changes_nothing(tiny, tmp_path):
     assert files_of(out) == earlier
 
     periodic = out / "ckpt" / "dla46_c-1_2.ckpt"
+    elsewhere = tmp_path / "elsewhere.ckpt"  # resuming another run's checkpoint into this folder
+    elsewhere.write_bytes(periodic.read_bytes())
+    refused(run_script("dla/train.py", "--config_path", tiny, "--output_dir", out, "--resume", elsewhere,
+                       "--epoch_size", "2", check=False), out, "--output_dir")
     broken = run_script("dla/train.py", "--config_path", tiny, "--output_dir", out, "--resume", periodic,
                         "--epoch_size", "2", "--cls_label_path_train", tmp_path / "missing.txt", check=False)
     refused(broken, tmp_path / "missing.txt")
