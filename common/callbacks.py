@@ -3,7 +3,6 @@
 On resume ``Model.train(initial_epoch=k)`` restarts ``cur_step_num`` at 0 and sets ``epoch_num``
 to the epochs left; ``RunCounters`` (first in the list) makes both whole-run counts again, so
 the other callbacks index the lr schedule, name checkpoints and find the last epoch correctly."""
-import glob
 import math
 import os
 import time
@@ -12,7 +11,9 @@ import numpy as np
 import mindspore as ms
 from mindspore.train import Callback
 
-from common.checkpoint import save_checkpoint_atomic
+from common.checkpoint import load_checkpoint_file, save_checkpoint_atomic
+from common.errors import Diverged
+from common.outputs import make_output_dir
 
 
 def _fmt_eta(seconds):
@@ -27,7 +28,7 @@ def _loss_value(outputs):
     return float(np.mean(outputs.asnumpy())) if isinstance(outputs, ms.Tensor) else float(outputs)
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(Diverged):
     """The loss became NaN or inf: training is stopped, the last good checkpoint is kept."""
 
 
@@ -128,7 +129,8 @@ class CheckpointSaver(Callback):
         self.every_steps = max(0, int(every_steps))
         self.run_info = dict(run_info or {})
         self.accumulation = max(1, int(self.run_info.get("gradient_accumulation_steps", 1)))
-        os.makedirs(directory, exist_ok=True)
+        self._saved = {}  # prefix -> files this run saved, oldest first: only these are pruned
+        make_output_dir(directory)
 
     def on_train_step_end(self, run_context):
         cb = run_context.original_args()
@@ -172,13 +174,18 @@ class CheckpointSaver(Callback):
             self._prune("ema")
 
     def _path(self, prefix, epoch, steps):
-        return os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")
+        path = os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")
+        saved = self._saved.setdefault(prefix, [])
+        if path not in saved:
+            saved.append(path)
+        return path
 
     def _prune(self, prefix):
-        found = glob.glob(os.path.join(self.directory, f"{prefix}-*_*.ckpt"))
-        found.sort(key=os.path.getmtime)
+        """Keep this run's newest ``keep_max``; files of an earlier run (the one resumed) are not counted."""
+        found = [p for p in self._saved.get(prefix, []) if os.path.isfile(p)]
         for old in found[:-self.keep_max] if self.keep_max > 0 else []:
             os.remove(old)
+            self._saved[prefix].remove(old)
 
 
 class _BestTracker:
@@ -191,7 +198,7 @@ class _BestTracker:
     def restore(self, path, metric):
         """Take the best so far from an earlier run's file (resume into the same directory)."""
         if os.path.isfile(path):
-            state = ms.load_checkpoint(path, choice_func=lambda name: name in (metric, "epoch_num"))
+            state = load_checkpoint_file(path, choice_func=lambda name: name in (metric, "epoch_num"))
             if metric in state:
                 self.best = float(state[metric].asnumpy())
                 self.best_epoch = int(state["epoch_num"].asnumpy())
@@ -212,7 +219,7 @@ class EvalCallback(Callback):
         self.print = print_fn
         self.ema = ema
         self.plain, self.averaged = _BestTracker("best.ckpt", ""), _BestTracker("ema_best.ckpt", " (ema)")
-        os.makedirs(directory, exist_ok=True)
+        make_output_dir(directory)
 
     # the plain weights' record, as before EMA existed
     best = property(lambda self: self.plain.best)

@@ -1,6 +1,7 @@
 """Load weights of any supported format into a net, strictly, and save checkpoints safely."""
 import logging
 import os
+import time
 
 import numpy as np
 import mindspore as ms
@@ -98,14 +99,62 @@ def _match_native(state, net, head, path, arch, unused=()):
 
 
 def save_checkpoint_atomic(save_obj, path, append_dict=None):
-    """``ms.save_checkpoint`` into a hidden temporary file, flushed to disk, then renamed over
-    ``path``: a kill (or power loss) mid-save keeps the previous file intact (rename is atomic on
-    one filesystem). MindSpore's own save deletes the target before writing, hence the detour."""
+    """``ms.save_checkpoint`` via ``write_atomic``: a kill (or power loss) mid-save keeps the
+    previous file intact. MindSpore's own save deletes the target before writing, hence the detour."""
+    write_atomic(path, lambda tmp: ms.save_checkpoint(save_obj, tmp, append_dict=append_dict))
+
+
+# Our temporary files: hidden, ``.<name>.tmp.<suffix>`` (MindSpore adds ``.<name>.tmp.tmp`` of its own).
+_TMP_MARK = ".tmp."
+_CLEANED = set()  # folders whose stale temporary files this process has removed
+_STARTED = time.time()
+
+
+def temp_path(path):
+    """``dir/.name.tmp.ext`` for ``dir/name.ext``: same folder (so the rename is atomic), hidden."""
     directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base[:-5] if base.endswith('.ckpt') else base}.tmp.ckpt")
-    ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    stem, ext = os.path.splitext(base)
+    return os.path.join(directory, f".{stem}{_TMP_MARK}{ext.lstrip('.') or 'out'}")
+
+
+def remove_stale_temp_files(directory):
+    """Delete our temporary files that a killed or failed save left in ``directory`` (once per
+    folder and process; only files last written before this process started, so another run's
+    save in progress is left alone)."""
+    directory = os.path.abspath(directory)
+    if directory in _CLEANED or not os.path.isdir(directory):
+        return
+    _CLEANED.add(directory)
+    for entry in os.scandir(directory):
+        if entry.is_file() and entry.name.startswith(".") and _TMP_MARK in entry.name \
+                and entry.stat().st_mtime < _STARTED:
+            _logger.warning("removing %s left by an interrupted save", entry.path)
+            os.remove(entry.path)
+
+
+def write_atomic(path, write):
+    """Write ``path`` by ``write(tmp)`` into a hidden temporary file in the same folder, flush it
+    to disk, then rename it over ``path``: the final name never holds a partial file, and an
+    earlier file of that name survives a failed write. A write that fails for lack of space or
+    permission raises ``OutputError`` (one line); the temporary files are removed."""
+    from common.errors import OutputError, describe_os_error, find_in_chain
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    remove_stale_temp_files(directory)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        for leftover in (tmp, os.path.splitext(tmp)[0] + ".tmp"):  # ours and MindSpore's own
+            if os.path.isfile(leftover):
+                os.remove(leftover)
+        os_error = find_in_chain(err, OSError) if isinstance(err, Exception) else None
+        if os_error is not None:
+            raise OutputError(f"could not write {path}: {describe_os_error(os_error)}; "
+                              f"any earlier file of that name is unchanged") from None
+        raise
     _fsync(directory)
 
 
@@ -117,10 +166,25 @@ def _fsync(path):
         os.close(fd)
 
 
+def load_checkpoint_file(path, **kwargs):
+    """``ms.load_checkpoint`` with a one-line ``WeightsError`` for a missing, empty, truncated or
+    foreign file (MindSpore's own text is a paragraph about protobuf)."""
+    if not os.path.isfile(path):
+        raise WeightsError(f"checkpoint not found: {path}")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes): a save that did not finish? Use an earlier checkpoint")
+    try:
+        return ms.load_checkpoint(path, **kwargs)
+    except Exception as err:  # pylint: disable=broad-except  # ValueError/RuntimeError/DecodeError
+        raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, "
+                           f".pdparams): truncated, or another format") from None
+
+
 def read_training_state(path):
     """Epoch/step counters stored next to the weights by the trainer (0 when absent); the
     ``TRAINING_COUNTERS`` only when the checkpoint has them."""
-    state = ms.load_checkpoint(path)
+    state = load_checkpoint_file(path)
     def scalar(key):
         return int(np.asarray(state[key].asnumpy()).reshape(-1)[0]) if key in state else 0
     found = {key: scalar(key) for key in TRAINING_COUNTERS if key in state}

@@ -8,10 +8,15 @@ names are accepted as aliases of ours. Nothing here runs at import.
 import argparse
 import difflib
 import json
+import logging
 import os
+import re
 import sys
 
 import yaml
+
+from common.errors import ConfigError  # noqa: F401  (importable from here, as before)
+from common.lr import SCHEDULES
 
 # key: (default, help). Sections as comments; the README documents every key.
 DEFAULTS = {
@@ -108,6 +113,60 @@ DEFAULTS = {
     "topk": (5, "top-k for predict"),
 }
 
+# Valid values of the keys above, checked at parse time: a value outside stops with one line naming
+# the key, the value and the range. "[lo, hi]" / "(lo, hi)" intervals (inf allowed; element-wise for
+# lists), "len N" and "ascending" for lists, a tuple for the accepted strings. A model family gives
+# ranges for its own keys as a third element of its entries: CONFIG_KEYS = {key: (default, help, range)}.
+RANGES = {
+    "num_classes": "[1, inf)",
+    "device_target": ("CPU", "GPU", "Ascend"),
+    "export_head": ("classifier", "features", "embedding"),  # engine.export narrows it per family
+    "seed": "[0, inf)",
+    "device_id": "[0, inf)",
+    "image_size": "[8, inf)",
+    "crop_pct": "(0, 1]",
+    "mean": "[0, 1]; len 3",
+    "std": "(0, inf); len 3",
+    "num_parallel_workers": "[1, inf)",  # more than the machine's cores: lowered, with a warning
+    "batch_size": "[1, inf)",
+    "eval_batch_size": "[0, inf)",
+    "hflip": "[0, 1]",
+    "scale": "(0, 1]; len 2; ascending",
+    "ratio": "(0, inf); len 2; ascending",
+    "re_prob": "[0, 1]",
+    "mixup": "[0, inf)",
+    "cutmix": "[0, inf)",
+    "mix_prob": "[0, 1]",
+    "switch_prob": "[0, 1]",
+    "momentum": "[0, 1]",
+    "weight_decay": "[0, inf)",
+    "lr_scheduler": tuple(SCHEDULES),
+    "lr": "[0, inf)",
+    "reference_batch_size": "[0, inf)",  # 0: the recipe states none
+    "lr_scale": ("none", "linear"),
+    "gradient_accumulation_steps": "[1, inf)",
+    "min_lr": "[0, inf)",
+    "warmup_epochs": "[0, inf)",
+    "warmup_lr": "[0, inf)",
+    "decay_epochs": "[1, inf)",
+    "lr_epochs": "[0, inf); ascending",
+    "lr_gamma": "(0, inf)",
+    "poly_power": "[0, inf)",
+    "epoch_size": "[1, inf)",
+    "label_smooth_factor": "[0, 1)",
+    "loss_scale": "[1, inf)",
+    "drop_rate": "[0, 1)",
+    "ema_decay": "[0, 1)",
+    "save_checkpoint_epochs": "[1, inf)",
+    "keep_checkpoint_max": "[0, inf)",  # 0 keeps every checkpoint
+    "save_checkpoint_steps": "[0, inf)",  # 0: per epoch only
+    "eval_interval": "[1, inf)",
+    "log_interval": "[1, inf)",
+    "export_batch_size": "[1, inf)",
+    "backend": ("mindspore", "onnxruntime"),
+    "topk": "[1, inf)",
+}
+
 # PaddleClas DLA names -> ours (so a Paddle user's values carry over); the nested sections of a
 # PaddleClas yaml (ARCHITECTURE, LEARNING_RATE, OPTIMIZER, TRAIN, VALID) are translated by
 # common.paddle_config. ``topk`` has the same name in both.
@@ -133,17 +192,6 @@ PADDLE_IGNORED = {"total_images": "the image count comes from the data",
 # Paddle's ``mode`` is the run mode (train/valid/...), ours the MindSpore execution mode.
 PADDLE_RUN_MODES = ("train", "valid", "eval", "test", "infer")
 EXECUTION_MODES = ("GRAPH", "PYNATIVE")
-
-
-class ConfigError(SystemExit):
-    """One-line configuration error (exit status 2)."""
-
-    def __init__(self, message):
-        super().__init__(2)
-        self.message = message
-
-    def __str__(self):
-        return self.message
 
 
 class Config(dict):
@@ -219,8 +267,14 @@ def load_yaml(path):
     """The first yaml document of ``path`` as a dict (a second one may hold help texts)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config error: config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        docs = list(yaml.safe_load_all(f))
+    try:
+        with open(path, encoding="utf-8") as f:
+            docs = list(yaml.safe_load_all(f))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise ConfigError(f"config error: {path} is not a yaml file{at}: "
+                          f"{getattr(err, 'problem', None) or type(err).__name__}") from None
     data = docs[0] if docs else {}
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {path} must be a mapping of top-level keys")
@@ -231,7 +285,7 @@ def create_parser(defaults, default_config=""):
     parser = argparse.ArgumentParser(description="Keys come from the yaml given by --config_path; "
                                      "any of them can be overridden as --key value.", allow_abbrev=False)
     parser.add_argument("--config_path", default=default_config, help="yaml config file")
-    for key, (default, help_text) in defaults.items():
+    for key, (default, help_text, *_) in defaults.items():
         parser.add_argument(f"--{key}", default=None, metavar=type(default).__name__.upper(),
                             help=f"{help_text} (default {default!r})")
     for alias in [*ALIASES, *PADDLE_IGNORED]:
@@ -270,7 +324,54 @@ def parse_args(argv=None, default_config="", extra_defaults=None):
            for k, v in vars(args).items() if v is not None and k != "config_path"]
     _apply(cfg, defaults, cli, "the command line")
     cfg.config_path = args.config_path
+    check_ranges(cfg, {**RANGES, **{k: v[2] for k, v in defaults.items() if len(v) > 2}})
     return cfg
+
+
+_INTERVAL = re.compile(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
+
+
+def _in_interval(value, interval):
+    left, lo, hi, right = _INTERVAL.match(interval).groups()
+    lo, hi = float(lo), float(hi)
+    above = value >= lo if left == "[" else value > lo
+    below = value <= hi if right == "]" else value < hi
+    return above and below  # False for NaN
+
+
+def check_ranges(cfg, ranges):
+    """Refuse (one line) a value outside its key's range in ``ranges`` (see ``RANGES``)."""
+    for key, spec in ranges.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if isinstance(spec, tuple):
+            if value not in spec:
+                raise ConfigError(f"config error: unknown {key} '{value}'; choose one of {', '.join(spec)}")
+            continue
+        values = value if isinstance(value, list) else [value]
+        for part in spec.split(";"):
+            part = part.strip()
+            if part.startswith("len "):
+                ok, what = len(values) == int(part[4:]), f"{part[4:]} values"
+            elif part == "ascending":
+                ok, what = values == sorted(values), "ascending values (low, high)"
+            else:
+                ok = all(isinstance(v, (int, float)) and _in_interval(v, part) for v in values)
+                what = ("values in " if isinstance(value, list) else "in ") + part
+            if not ok:
+                raise ConfigError(f"config error: '{key}' must be {what}, got {value!r}")
+    _cap_workers(cfg)
+
+
+def _cap_workers(cfg):
+    """More input workers than cores: lowered with a warning (MindSpore refuses them, and a config
+    written for a big server should still run on a laptop)."""
+    cores = os.cpu_count() or 1
+    if cfg.get("num_parallel_workers", 0) > cores:
+        logging.getLogger(__name__).warning("num_parallel_workers %d is more than the %d CPU cores here: using %d",
+                                            cfg.num_parallel_workers, cores, cores)
+        cfg.num_parallel_workers = cores
 
 
 def run_with_config_errors(main_fn):
@@ -286,6 +387,10 @@ def save_args(cfg, path, rank=0):
     """Write the resolved config next to the outputs (rank 0 only)."""
     if rank != 0:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(json.loads(json.dumps(dict(cfg))), f, sort_keys=False)
+    from common.errors import OutputError, describe_os_error
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(json.loads(json.dumps(dict(cfg))), f, sort_keys=False)
+    except OSError as err:
+        raise OutputError(f"could not write {path}: {describe_os_error(err)}") from None

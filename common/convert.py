@@ -14,8 +14,7 @@ import numpy as np
 
 
 
-class WeightsError(ValueError):
-    """Weights that do not fit the network, with a one-line reason."""
+from common.errors import WeightsError  # noqa: F401  (importable from here, as before)
 
 
 IGNORED_SOURCE_SUFFIXES = ("num_batches_tracked", "StructuredToParameterName@@")

@@ -36,7 +36,8 @@ def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=
         ms.set_seed(int(seed))
     device_target = str(device_target)
     if device_target not in ("CPU", "GPU", "Ascend"):
-        raise ValueError(f"device_target must be CPU, GPU or Ascend, not '{device_target}'")
+        from common.errors import ConfigError
+        raise ConfigError(f"config error: device_target must be CPU, GPU or Ascend, not '{device_target}'")
     ms_mode = ms.GRAPH_MODE if str(mode).upper().startswith("GRAPH") else ms.PYNATIVE_MODE
     ms.set_context(mode=ms_mode)
     try:

@@ -10,8 +10,7 @@ import sys
 from typing import Callable, Optional
 
 from common.config import ConfigError, parse_args, save_args
-from common.convert import WeightsError
-from common.data.samples import DatasetError
+from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, DatasetError, Diverged, UserError, WeightsError, find_in_chain
 
 _logger = logging.getLogger("common.engine")
 METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
@@ -30,10 +29,6 @@ class TaskHooks:
     after_eval: Optional[Callable] = None           # (cfg, net, result) -> None, e.g. retrieval metrics
 
 
-class UserError(Exception):
-    """An error the user can fix, printed as one line."""
-
-
 def run_main(fn, argv, default_config, hooks):
     """Parse the config and run ``fn(cfg, hooks)``; user errors become one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -44,15 +39,13 @@ def run_main(fn, argv, default_config, hooks):
             hooks.check_config(cfg)
         from common.adapters import moxing_wrapper  # ModelArts: OBS copies around the run, else a no-op
         return moxing_wrapper(cfg)(fn)(cfg, hooks)
-    except (ConfigError, DatasetError, WeightsError, UserError, FileNotFoundError) as err:
-        print(f"error: {getattr(err, 'message', None) or err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    except RuntimeError as err:
-        from common.callbacks import NonFiniteLoss
-        if isinstance(err, NonFiniteLoss) or isinstance(err.__cause__, NonFiniteLoss):
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            raise SystemExit(3) from None
-        raise
+    except (UserError, RuntimeError) as err:
+        # MindSpore re-raises a callback's exception inside a RuntimeError of its own: look in the chain
+        found = find_in_chain(err, (UserError, Diverged))
+        if found is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {getattr(found, 'message', None) or found}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_DIVERGED if isinstance(found, Diverged) else EXIT_USER_ERROR) from None
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -112,8 +105,6 @@ def _loss_scale_manager(cfg):
         raise ConfigError(f"config error: amp_level must be one of {', '.join(AMP_LEVELS)}, not '{cfg.amp_level}'"
                           + (" (O1 rewrites the network and fails on these models in MindSpore 2.10)"
                              if cfg.amp_level == "O1" else ""))
-    if cfg.loss_scale < 1.0:
-        raise ConfigError(f"config error: loss_scale must be >= 1, got {cfg.loss_scale}")
     if cfg.loss_scale_mode == "dynamic":
         if cfg.device_target == "CPU":
             raise ConfigError("config error: loss_scale_mode dynamic is not supported on CPU by MindSpore "
@@ -133,22 +124,21 @@ def train(cfg, hooks):
     from common.ema import EMA, EMAUpdate
     from common.lr import create_lr_schedule
     from common.optim import create_optimizer
+    from common.outputs import check_new_training_run
 
     if cfg.require_pretrained and not (cfg.pretrained or cfg.resume):
         raise ConfigError("config error: this recipe finetunes trained weights: pass --pretrained PATH "
                           "(.ckpt/.pth/.pdparams/.safetensors) or --resume PATH; "
                           "--require_pretrained False trains from scratch")
-    rank, group_size = init_device(cfg)
     out_dir = os.path.abspath(cfg.output_dir)
+    check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
+    rank, group_size = init_device(cfg)
     ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}") if group_size > 1 else os.path.join(out_dir, "ckpt")
-    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)
     if cfg.deterministic:
         ms.set_deterministic(True)
     from common import global_batch as gb
     from common.training_state import ResumePoint, read_resume_point
     accumulation = gb.accumulation_steps(cfg)
-    if cfg.save_checkpoint_steps < 0:
-        raise ConfigError(f"config error: save_checkpoint_steps must be >= 0, got {cfg.save_checkpoint_steps}")
     # a resumed run continues after the checkpoint's epoch (and step): the data order from there on
     point = read_resume_point(cfg.resume, cfg, group_size) if cfg.resume else ResumePoint()
     if point.within and cfg.dataset_sink_mode:
@@ -199,6 +189,7 @@ def train(cfg, hooks):
         val_ds, reduce_fn = _val_for_training(cfg, rank, group_size)
         eval_cb = EvalCallback(model, val_ds, net, ckpt_dir, cfg.eval_interval, rank, ema=ema, reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
+    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
     if rank == 0:
         start = f"epochs {initial_epoch + 1}..{cfg.epoch_size}" + (
             f" (epoch {initial_epoch + 1} from step {point.within + 1})" if point.within else "")
@@ -275,8 +266,13 @@ def resume_training(model, path, epoch, ema=None):
     training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
     import mindspore as ms
     from common.accumulation import STATE_PREFIXES
-    params = {k: v for k, v in ms.load_checkpoint(path).items() if k != "learning_rate"}
-    not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
+    from common.checkpoint import load_checkpoint_file
+    params = {k: v for k, v in load_checkpoint_file(path).items() if k != "learning_rate"}
+    try:
+        not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
+    except (ValueError, RuntimeError, TypeError) as err:  # shapes of another model: MindSpore's long text
+        raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer: "
+                           f"{_first_line(err)}") from None
     # an accumulation buffer a checkpoint lacks (saved without accumulation) is empty at an optimizer step
     not_loaded = [n for n in not_loaded if "scale_sense" not in n and n != "learning_rate"
                   and not n.startswith(STATE_PREFIXES)]
@@ -286,6 +282,11 @@ def resume_training(model, path, epoch, ema=None):
     if ema is not None:
         ema.load(params, path)
     print(f"resumed from {path} after epoch {epoch}", flush=True)
+
+
+def _first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith("-")]
+    return lines[0][:300] if lines else type(err).__name__
 
 
 # --------------------------------------------------------------------------- eval
@@ -332,6 +333,8 @@ EXPORT_FORMATS = ("MINDIR", "ONNX", "AIR")
 def export(cfg, hooks):
     import numpy as np
     import mindspore as ms
+    from common.checkpoint import write_atomic
+    from common.outputs import make_output_dir
 
     fmt = cfg.file_format.upper()
     if fmt not in EXPORT_FORMATS:
@@ -352,11 +355,12 @@ def export(cfg, hooks):
         cell = hooks.export_network(cfg, net) if hooks.export_network else net
     cell.set_train(False)
     file_name = cfg.file_name or os.path.join(cfg.output_dir, cfg.model)
-    os.makedirs(os.path.dirname(os.path.abspath(file_name)) or ".", exist_ok=True)
-    dummy = ms.Tensor(np.zeros((cfg.export_batch_size, 3, cfg.image_size, cfg.image_size), np.float32))
-    ms.export(cell, dummy, file_name=file_name, file_format=fmt)
     suffix = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}[fmt]
-    path = file_name if file_name.endswith(suffix) else file_name + suffix
+    path = os.path.abspath(file_name if file_name.endswith(suffix) else file_name + suffix)
+    make_output_dir(os.path.dirname(path))
+    dummy = ms.Tensor(np.zeros((cfg.export_batch_size, 3, cfg.image_size, cfg.image_size), np.float32))
+    # like a checkpoint: a temporary file renamed into place (a full disk leaves no partial file)
+    write_atomic(path, lambda tmp: ms.export(cell, dummy, file_name=tmp, file_format=fmt))
     what = cfg.model + (f" backbone, maps {[f['index'] for f in cell.feature_info]}"
                         if cfg.export_head == "features" else "")
     print(f"exported {what} ({cfg.export_batch_size}x3x{cfg.image_size}x{cfg.image_size}) to {path}", flush=True)

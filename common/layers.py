@@ -22,6 +22,8 @@ channel for statistics and output, one for the gradient, the ReLU folded in. Min
 made the step 6-8 % faster in interleaved A/B pairs (docs/performance.md). Evaluation, export and
 GPU/Ascend use MindSpore's ops.
 """
+import logging
+
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -40,6 +42,21 @@ def zero_pad2d(x, padding):
     return ops.concat((cols, x, cols), 3)
 
 
+def _without_deprecation_notice(make):
+    """MindSpore 2.10 calls MaxPoolWithArgmax deprecated in favour of MaxPoolWithArgmaxV2, whose CPU
+    gradient is ~25x slower (16x32x56x56, same values): keep the op, drop the per-run notice."""
+    from mindspore import log as ms_log
+    # pylint: disable-next=protected-access
+    logger = ms_log._get_logger() if hasattr(ms_log, "_get_logger") else logging.getLogger("mindspore")
+    quiet = logging.Filter()
+    quiet.filter = lambda record: "'MaxPoolWithArgmax' is deprecated" not in record.getMessage()
+    logger.addFilter(quiet)
+    try:
+        return make()
+    finally:
+        logger.removeFilter(quiet)
+
+
 class MaxPool2d(nn.Cell):
     """Max pool with symmetric zero padding (inputs must be >= 0 when padding > 0), NCHW."""
 
@@ -50,7 +67,8 @@ class MaxPool2d(nn.Cell):
         self.pool = ops.MaxPool(kernel_size=kernel_size, strides=stride, pad_mode="VALID")
         # the argmax pool only where it was measured: CPU; GPU/Ascend keep their native gradients
         self.train_with_argmax = ms.get_context("device_target") == "CPU"
-        self.pool_with_argmax = ops.MaxPoolWithArgmax(kernel_size=kernel_size, strides=stride, pad_mode="VALID")
+        self.pool_with_argmax = _without_deprecation_notice(
+            lambda: ops.MaxPoolWithArgmax(kernel_size=kernel_size, strides=stride, pad_mode="VALID"))
 
     def construct(self, x):
         if self.padding:
@@ -77,9 +95,12 @@ class BatchNorm2d(nn.BatchNorm2d):
             # holds 1 - momentum, the weight of the new batch
             count = x.shape[0] * x.shape[2] * x.shape[3]
             new = self.momentum
-            ops.assign(self.moving_mean, self.moving_mean * (1 - new) + ops.stop_gradient(mean) * new)
-            ops.assign(self.moving_variance, self.moving_variance * (1 - new)
-                       + ops.stop_gradient(var) * (new * count / max(count - 1, 1)))
+            # the updates hang on the output (depend): left isolated, MindSpore warns "side effect
+            # nodes were eliminated" for every BatchNorm when it compiles the eval graph
+            y = ops.depend(y, ops.assign(self.moving_mean,
+                                         self.moving_mean * (1 - new) + ops.stop_gradient(mean) * new))
+            y = ops.depend(y, ops.assign(self.moving_variance, self.moving_variance * (1 - new)
+                                         + ops.stop_gradient(var) * (new * count / max(count - 1, 1))))
             return y
         y = super().construct(x)
         return ops.relu(y) if self.with_relu else y

@@ -79,7 +79,8 @@ def create_lr_schedule(cfg, steps_per_epoch):
     """The per-step list for a config's ``lr_scheduler`` and its keys."""
     name = cfg.lr_scheduler
     if name not in SCHEDULES:
-        raise ValueError(f"unknown lr_scheduler '{name}'; choose one of {', '.join(SCHEDULES)}")
+        from common.errors import ConfigError
+        raise ConfigError(f"config error: unknown lr_scheduler '{name}'; choose one of {', '.join(SCHEDULES)}")
     common = dict(lr=cfg.lr, steps_per_epoch=steps_per_epoch, epochs=cfg.epoch_size,
                   warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr)
     extra = {"cosine": dict(min_lr=cfg.min_lr), "linear": dict(min_lr=cfg.min_lr),

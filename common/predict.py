@@ -6,6 +6,7 @@ import numpy as np
 
 from common.data import class_names, read_rgb
 from common.data.samples import IMG_EXTENSIONS, DatasetError
+from common.errors import UserError, WeightsError
 
 
 def image_paths(spec):
@@ -77,19 +78,31 @@ class Predictor:
         if not path:
             raise DatasetError("no model to predict with: pass --ckpt_file (.ckpt, .mindir or .onnx)")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"model file not found: {path}")
+            raise WeightsError(f"model file not found: {path}")
         kind = os.path.splitext(path)[1].lower()
-        self.input_shape = None
+        self.input_shape = None  # (N, C, H, W) an exported file was made for
         if cfg.backend == "onnxruntime" or kind == ".onnx":
-            import onnxruntime as ort
-            self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-            self.input_name = self.session.get_inputs()[0].name
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise UserError(f"{path}: ONNX models need onnxruntime (pip install onnxruntime)") from None
+            try:
+                self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            except Exception as err:  # pylint: disable=broad-except  # onnxruntime's Fail/InvalidProtobuf
+                raise WeightsError(f"{path} ({os.path.getsize(path)} bytes) is not a loadable ONNX model "
+                                   f"(truncated, or another format): {str(err).splitlines()[0][:200]}") from None
+            model_input = self.session.get_inputs()[0]
+            self.input_name = model_input.name
             self.run = lambda x: self.session.run(None, {self.input_name: x})[0]
-            self.input_shape = tuple(self.session.get_inputs()[0].shape)
+            self.input_shape = tuple(model_input.shape)
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
-            graph = nn.GraphCell(ms.load(path))
+            try:
+                graph = nn.GraphCell(ms.load(path))
+            except Exception as err:  # pylint: disable=broad-except  # MindSpore's RuntimeError text
+                raise WeightsError(f"{path} ({os.path.getsize(path)} bytes) is not a loadable MINDIR file "
+                                   f"(truncated, or another format)") from None
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
             self.input_shape = _mindir_input_shape(path) or (cfg.export_batch_size,)
         else:
@@ -106,7 +119,8 @@ class Predictor:
         side = self.input_shape[2:] if self.input_shape and len(self.input_shape) == 4 else ()
         if side and all(map(_fixed, side)) and tuple(side) != (image_size, image_size):
             raise DatasetError(f"{path} takes {side[0]}x{side[1]} images but image_size is {image_size}: "
-                               f"pass --image_size {side[0]} (the size it was exported with)")
+                               f"pass --image_size {side[0]} (it was exported for "
+                               f"{'x'.join(map(str, self.input_shape[1:]))} inputs)")
 
     def __call__(self, batch):
         if not isinstance(self.fixed_batch, int) or self.fixed_batch == len(batch):
@@ -144,7 +158,9 @@ def predict(cfg, hooks=None):
         raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
     init_device(_single(cfg))
     paths = image_paths(cfg.predict_path)
-    logits = Predictor(cfg, build_net)(preprocess(cfg, paths))
+    predictor = Predictor(cfg, build_net)
+    batch = preprocess(cfg, paths)
+    logits = predictor(batch)
     results = topk_results(logits, paths, class_names(cfg), cfg.topk)
     for result in results:
         print(result, flush=True)

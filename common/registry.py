@@ -53,8 +53,8 @@ def model_entrypoint(name):
 
 
 def model_config_keys(name):
-    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help)}`` in its model module
-    or its ``src`` package."""
+    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help[, range])}`` in its model
+    module or its ``src`` package (range as in ``common.config.RANGES``)."""
     if name not in list_models():
         return {}
     module_name = _MODELS[name].__module__

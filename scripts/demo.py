@@ -8,6 +8,7 @@ predictions of the exported MINDIR are compared with those of the checkpoint.
 import argparse
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +42,9 @@ def main(argv=None):
     data, out = os.path.join(work, "demo_data"), os.path.join(work, "demo_output", "dla")
     config = os.path.join(ROOT, "config", "dla_demo_config.yaml")
     common = ["--config_path", config, "--data_path", data, "--output_dir", out]
+    if os.path.isdir(out):  # the demo's own folder: a rerun starts over (training refuses an earlier run's folder)
+        print(f"removing the previous demo run {out}", flush=True)
+        shutil.rmtree(out)
     start = time.time()
     run([os.path.join(ROOT, "scripts", "make_demo_data.py"), data, "--size", "64"], work)
     run([os.path.join(ROOT, "dla", "train.py"), *common] + (["--epoch_size", str(args.epochs)] if args.epochs else []),

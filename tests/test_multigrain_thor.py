@@ -114,7 +114,9 @@ def test_device_message():
 def test_thor_config_on_cpu_exits_with_one_line(repo_root, tmp_path, config):
     proc = run_script("multigrain/train.py", "--config_path", repo_root / "config" / config,
                       "--device_target", "CPU", "--data_path", tmp_path, check=False, timeout=300)
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    # the card's 8 input workers are lowered to this machine's cores with a warning line
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines()
+             if line.strip() and not line.startswith("WARNING: num_parallel_workers")]
     assert proc.returncode != 0
     assert len(lines) == 1, lines
     assert "THOR needs Ascend or GPU" in lines[0] and "config/resnet50_imagenet2012_config.yaml" in lines[0]

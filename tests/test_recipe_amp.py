@@ -90,7 +90,7 @@ def test_unsupported_amp_levels_are_refused(level):
 
 
 @pytest.mark.parametrize("argv, needle", [(["--loss_scale_mode", "auto"], "loss_scale_mode must be fixed or dynamic"),
-                                          (["--loss_scale", "0.5"], "loss_scale must be >= 1")])
+                                          (["--loss_scale", "0.5"], r"'loss_scale' must be in \[1, inf\)")])
 def test_bad_loss_scale_is_refused(argv, needle):
-    with pytest.raises(ConfigError, match=needle):
+    with pytest.raises(ConfigError, match=needle):  # the range at parse time, the mode when building
         _loss_scale_manager(parse_args(argv))

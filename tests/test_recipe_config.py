@@ -1,6 +1,7 @@
 """A PaddleClas DLA yaml's values carry over; the recipe keys are documented in
 docs/config_keys.md, which equals what scripts/config_table.py generates."""
 import logging
+import os
 import subprocess
 import sys
 
@@ -84,7 +85,8 @@ def test_a_paddleclas_yaml_carries_over(tmp_path, caplog):
                 "epoch_size": 40, "topk": 3, "image_size": 192, "label_smooth_factor": 0.0, "resume": "",
                 "lr_scheduler": "piecewise", "lr": 0.0125, "lr_epochs": [20, 30], "lr_gamma": 0.1,
                 "optimizer": "momentum", "momentum": 0.9, "weight_decay": 0.00003,
-                "batch_size": 64, "num_parallel_workers": 4, "cls_label_path_train": "./dataset/flowers102/train_list.txt",
+                "batch_size": 64, "num_parallel_workers": min(4, os.cpu_count()),  # capped to the cores
+                "cls_label_path_train": "./dataset/flowers102/train_list.txt",
                 "data_path": "./dataset/flowers102/", "eval_batch_size": 32,
                 "cls_label_path_val": "./dataset/flowers102/val_list.txt",
                 "mixup": 0.3,  # TRAIN.mix's alpha is more specific than use_mix's default 0.2

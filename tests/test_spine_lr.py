@@ -5,7 +5,7 @@ import pytest
 
 from common.lr import (constant_lr, cosine_lr, create_lr_schedule, exponential_lr, linear_lr, piecewise_lr,
                        poly_lr, step_lr)
-from common.config import parse_args
+from common.config import ConfigError, parse_args
 
 SPE, EPOCHS, LR = 10, 6, 0.4
 
@@ -53,5 +53,5 @@ def test_create_from_config_and_unknown_name():
     cfg = parse_args(["--lr_scheduler", "piecewise", "--lr", "1", "--lr_epochs", "[2]", "--epoch_size", "3"])
     assert create_lr_schedule(cfg, 2) == pytest.approx([1, 1, 1, 1, 0.1, 0.1])
     cfg.lr_scheduler = "triangle"
-    with pytest.raises(ValueError, match="unknown lr_scheduler 'triangle'"):
+    with pytest.raises(ConfigError, match="unknown lr_scheduler 'triangle'"):
         create_lr_schedule(cfg, 2)

@@ -18,11 +18,11 @@ local file then names a file in ``load_path``; a ``pretrained``/``resume`` given
 """
 import functools
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
 
+from common.errors import UserError
 from common.adapters.local_adapter import get_device_id, get_device_num, get_job_id, get_rank_id
 
 DEVICES_PER_SERVER = 8
@@ -48,9 +48,8 @@ def _import_moxing():
     try:
         import moxing  # pylint: disable=import-outside-toplevel
     except ImportError:
-        print("error: enable_modelarts is set but the 'moxing' package is not installed; it exists "
-              "only on ModelArts (run with --enable_modelarts False elsewhere)", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise UserError("enable_modelarts is set but the 'moxing' package is not installed; it exists "
+                        "only on ModelArts (run with --enable_modelarts False elsewhere)") from None
     return moxing
 
 
@@ -70,9 +69,7 @@ def sync_data(from_path, to_path, timeout=3600.0, poll=1.0, copy=None):
     deadline = time.monotonic() + timeout
     while not os.path.exists(lock):
         if time.monotonic() > deadline:
-            print(f"error: waited {timeout:.0f} s for the copy {from_path} -> {to_path} (lock {lock})",
-                  file=sys.stderr, flush=True)
-            raise SystemExit(2)
+            raise UserError(f"waited {timeout:.0f} s for the copy {from_path} -> {to_path} (lock {lock})")
         time.sleep(poll)
 
 

@@ -1,11 +1,17 @@
-"""Where the images are: (path, label) lists from class folders or list files, and class names."""
+"""Where the images are: (path, label) lists from class folders or list files, and class names.
+
+Labels must be classes of the net: a list-file label outside ``[0, num_classes)`` or more training
+class folders than ``num_classes`` stop the run; validation folders that do not match the training
+classes, and training classes without images, are warned about (once per run)."""
+import logging
 import os
 
+_logger = logging.getLogger(__name__)
+_WARNED = set()
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be used, with a one-line reason."""
+from common.errors import DatasetError  # noqa: F401  (importable from here, as before)
 
 
 def class_folders(root):
@@ -18,34 +24,81 @@ def class_folders(root):
     return classes
 
 
+def _warn_once(message):
+    if message not in _WARNED:
+        _WARNED.add(message)
+        _logger.warning(message)
+
+
+def _names(names, limit=5):
+    return ", ".join(names[:limit]) + (f" … (+{len(names) - limit})" if len(names) > limit else "")
+
+
 def samples_from_folder(root, classes=None):
     """``[(path, label)]`` for ``root/<class>/*``; ``classes`` fixes the label order (e.g. train's)."""
-    classes = classes or class_folders(root)
-    samples = []
+    own = class_folders(root)
+    if classes:
+        _check_against_training_classes(root, own, classes)
+    classes = classes or own
+    samples, empty = [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder):
             continue
-        for dirpath, _, files in sorted(os.walk(folder)):
-            samples += [(os.path.join(dirpath, f), label) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)]
+        found = [(os.path.join(dirpath, f), label) for dirpath, _, files in sorted(os.walk(folder))
+                 for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)]
+        if not found:
+            empty.append(name)
+        samples += found
     if not samples:
         raise DatasetError(f"no images found under {root}")
+    if empty:
+        _warn_once(f"{root}: class folder(s) without images: {_names(empty)}")
     return samples
 
 
-def samples_from_list(list_path, root):
-    """``[(root/rel_path, label)]`` from lines ``rel_path label``."""
+def _check_against_training_classes(root, own, classes):
+    """A validation folder's classes against the training classes (which fix the labels)."""
+    unknown = [c for c in own if c not in classes]
+    missing = [c for c in classes if c not in own]
+    if unknown and len(unknown) == len(own):
+        raise DatasetError(f"none of the class folders of {root} is a training class "
+                           f"({root}: {_names(own, 3)}; training: {_names(classes, 3)})")
+    if unknown:
+        _warn_once(f"{root}: class folder(s) that are not training classes are ignored: {_names(unknown)}")
+    if missing:
+        _warn_once(f"{root}: no folder for training class(es) {_names(missing)}: they are not evaluated")
+
+
+def check_class_count(classes, num_classes, root):
+    """More class folders than the net has outputs: labels past the head would train silently wrong."""
+    if len(classes) > num_classes:
+        raise DatasetError(f"{root} has {len(classes)} class folders but num_classes is {num_classes}; "
+                           f"set --num_classes {len(classes)}")
+
+
+def samples_from_list(list_path, root, num_classes=None):
+    """``[(root/rel_path, label)]`` from lines ``rel_path label``; with ``num_classes`` every label
+    must be in ``[0, num_classes)``."""
     if not os.path.isfile(list_path):
         raise DatasetError(f"list file not found: {list_path}")
     samples = []
-    with open(list_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().rsplit(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise DatasetError(f"{list_path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
-            samples.append((os.path.join(root, parts[0]), int(parts[1])))
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{list_path} is not a text list file ('relative/path label' lines)") from None
+    for lineno, line in enumerate(lines, 1):
+        parts = line.strip().rsplit(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetError(f"{list_path}:{lineno}: expected 'relative/path label', got {line.strip()!r}")
+        label = int(parts[1])
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise DatasetError(f"{list_path}:{lineno}: label {label} is outside [0, {num_classes}) "
+                               f"(num_classes {num_classes}); fix the list or set --num_classes")
+        samples.append((os.path.join(root, parts[0]), label))
     if not samples:
         raise DatasetError(f"list file is empty: {list_path}")
     return samples
@@ -60,17 +113,23 @@ def dataset_samples(cfg, split):
     list_key = "cls_label_path_train" if split == "train" else "cls_label_path_val"
     if not cfg.data_path and not cfg[list_key]:
         raise DatasetError("no dataset given: set --data_path (train/ and val/ class folders) or list files")
+    # retrieval query/gallery lists hold identity labels, not classes of the net
+    num_classes = cfg.num_classes if cfg.get("labels_are_classes", True) else None
     if cfg[list_key]:
-        return samples_from_list(resolve_list_path(cfg[list_key], cfg.data_path), cfg.data_path)
+        return samples_from_list(resolve_list_path(cfg[list_key], cfg.data_path), cfg.data_path, num_classes)
     folder = os.path.join(cfg.data_path, cfg.train_dir if split == "train" else cfg.val_dir)
     train_folder = os.path.join(cfg.data_path, cfg.train_dir)
     classes = class_folders(train_folder) if os.path.isdir(train_folder) else None
+    if classes and num_classes is not None:
+        check_class_count(classes, num_classes, train_folder)
     return samples_from_folder(folder, classes)
 
 
 def class_names(cfg):
     """Label names: ``label_file`` lines, else the training class folders, else None."""
     if cfg.label_file:
+        if not os.path.isfile(cfg.label_file):
+            raise DatasetError(f"label file not found: {cfg.label_file}")
         with open(cfg.label_file, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
     folder = os.path.join(cfg.data_path, cfg.train_dir) if cfg.data_path else ""

@@ -19,7 +19,8 @@ _TORCH_SUFFIXES = (".pth", ".pt", ".tar")
 def sniff_format(path):
     """'safetensors' | 'torch' | 'paddle' | 'mindspore' for the file at ``path``."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
+        from common.errors import WeightsError
+        raise WeightsError(f"weights file not found: {path}")
     with open(path, "rb") as f:
         head = f.read(16)
     if head[:4] == b"PK\x03\x04":
@@ -28,8 +29,8 @@ def sniff_format(path):
     # (one file in 256), which a pickle's protocol opcode also does
     if len(head) >= 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
-        if 0 < header_len < os.path.getsize(path):
-            return "safetensors"
+        if 0 < header_len < os.path.getsize(path) or head[:1] != b"\x80":
+            return "safetensors"  # a header longer than the file: truncated, the reader says so
     if head[:1] == b"\x80":
         # a pickle: .pdparams is a pickled dict; legacy (pre-zip) torch files start with torch's
         # magic number, and the torch reader explains that format
@@ -62,7 +63,11 @@ def read_state_dict(path):
 def _read(path, fmt):
     if fmt == "safetensors":
         from safetensors.numpy import load_file
-        state = load_file(path)
+        try:
+            state = load_file(path)
+        except Exception as err:  # pylint: disable=broad-except  # SafetensorError is no ValueError
+            raise ValueError(f"{path} ({os.path.getsize(path)} bytes) is not a readable safetensors file "
+                             f"(truncated?): {err}") from None
     elif fmt == "torch":
         from common.weights.torch_reader import read_torch_checkpoint
         state = read_torch_checkpoint(path)
@@ -75,14 +80,8 @@ def _read(path, fmt):
 
 
 def _read_mindspore(path):
-    import mindspore as ms
-    try:
-        params = ms.load_checkpoint(path)
-    except Exception as err:  # MindSpore raises ValueError/RuntimeError with long texts
-        from common.convert import WeightsError
-        raise WeightsError(f"{path} is not a readable checkpoint (.ckpt, .safetensors, .pth, .pdparams): "
-                         f"{str(err).splitlines()[0]}") from None
-    return {k: v.asnumpy() for k, v in params.items()}
+    from common.checkpoint import load_checkpoint_file  # one-line errors for empty/truncated files
+    return {k: v.asnumpy() for k, v in load_checkpoint_file(path).items()}
 
 
 def describe(state):

@@ -131,15 +131,16 @@ def train_thor(cfg, hooks):
     from common.callbacks import CheckpointSaver, ProgressLogger
     from common.config import ConfigError, save_args
     from common.data import create_dataset, dataset_samples
+    from common.outputs import check_new_training_run
     from multigrain.src.lr_generator import multigrain_damping, multigrain_lr
 
     message = thor_device_error(cfg.device_target)
     if message:
         raise ConfigError(message)
-    rank, group_size = engine.init_device(cfg)
     out_dir = os.path.abspath(cfg.output_dir)
+    check_new_training_run(out_dir)  # an earlier run's files are never overwritten
+    rank, group_size = engine.init_device(cfg)
     ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}" if group_size > 1 else "ckpt")
-    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)
 
     net = engine.build_net(cfg, cfg.pretrained, allow_new_head=True)
     sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
@@ -161,6 +162,7 @@ def train_thor(cfg, hooks):
     if cfg.save_checkpoint:
         callbacks.append(CheckpointSaver(ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
                                          cfg.keep_checkpoint_max, rank))
+    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
     if rank == 0:
         print(f"training {cfg.model} with THOR on {cfg.device_target} x{group_size}: {steps} steps/epoch, "
               f"frequency {cfg.frequency}, output {out_dir}", flush=True)
