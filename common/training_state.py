@@ -14,7 +14,7 @@ epoch" the same point of the data.
 """
 import os
 
-from common.config import ConfigError
+from common.errors import ConfigError, WeightsError
 
 
 class ResumePoint:
@@ -29,7 +29,7 @@ def read_resume_point(path, cfg, group_size):
     batch or accumulation is refused in one line."""
     from common.checkpoint import read_training_state
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"resume checkpoint not found: {path}")
+        raise WeightsError(f"resume checkpoint not found: {path}")
     saved = read_training_state(path)
     point = ResumePoint(saved["epoch_num"], saved.get("step_in_epoch", 0), saved)
     if point.epoch >= cfg.epoch_size:
