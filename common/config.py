@@ -120,7 +120,7 @@ DEFAULTS = {
 RANGES = {
     "num_classes": "[1, inf)",
     "device_target": ("CPU", "GPU", "Ascend"),
-    "export_head": ("classifier", "features", "embedding"),  # engine.export narrows it per family
+    "export_head": ("classifier", "embedding", "features"),  # engine.export narrows it per family
     "seed": "[0, inf)",
     "device_id": "[0, inf)",
     "image_size": "[8, inf)",
