@@ -126,6 +126,9 @@ def train(cfg, hooks):
         raise ConfigError("config error: this recipe finetunes trained weights: pass --pretrained PATH "
                           "(.ckpt/.pth/.pdparams/.safetensors) or --resume PATH; "
                           "--require_pretrained False trains from scratch")
+    if cfg.ema_decay and cfg.dataset_sink_mode and cfg.device_target != "CPU":
+        raise ConfigError("config error: ema_decay updates the average after every step; dataset_sink_mode "
+                          "True runs a whole epoch per callback: use --dataset_sink_mode False with EMA")
     rank, group_size = init_device(cfg)
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}") if group_size > 1 else os.path.join(out_dir, "ckpt")

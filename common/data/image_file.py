@@ -8,6 +8,7 @@ files), and a truncated or empty file stops the pipeline. So the cheap structura
 run on every file; what they cannot vouch for (non-baseline JPEG, CMYK, no end marker, formats
 other than baseline JPEG and PNG) is decoded here with PIL and handed on as BMP, the rare case.
 """
+import functools
 import io
 import struct
 import zlib
@@ -70,9 +71,9 @@ def check_jpeg(data):
                 raise _Unsure()
             frame = _jpeg_frame(segment)
         elif marker == 0xC4:
-            tables |= _jpeg_huffman_tables(segment)
+            tables |= _jpeg_huffman_tables(bytes(segment))
         elif marker == 0xDB:
-            quant |= _jpeg_quant_tables(segment)
+            quant |= _jpeg_quant_tables(bytes(segment))
         elif marker == 0xDA:
             if frame is None or not set(frame.values()) <= quant:
                 raise ValueError("JPEG scan before its frame header or quantisation tables")
@@ -101,6 +102,7 @@ def _jpeg_frame(segment):
     return comps  # component id -> its quantisation table
 
 
+@functools.lru_cache(maxsize=256)
 def _jpeg_quant_tables(segment):
     defined, pos = set(), 0
     while pos < len(segment):
@@ -109,9 +111,10 @@ def _jpeg_quant_tables(segment):
             raise ValueError("damaged JPEG quantisation table")
         defined.add(table_id)
         pos += 1 + 64 * (precision + 1)
-    return defined
+    return frozenset(defined)
 
 
+@functools.lru_cache(maxsize=256)  # most files share their encoder's tables
 def _jpeg_huffman_tables(segment):
     defined, pos = set(), 0
     while pos < len(segment):
@@ -126,7 +129,7 @@ def _jpeg_huffman_tables(segment):
             raise ValueError("damaged JPEG Huffman table")
         defined.add((table_class, table_id))
         pos += 17 + total
-    return defined
+    return frozenset(defined)
 
 
 def _jpeg_scan(segment, frame, tables):
