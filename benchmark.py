@@ -4,6 +4,8 @@ pipeline alone, and optionally the PyTorch twins, printed as a markdown table an
     python benchmark.py --models dla34,dla46_c,dla60,peleenet,multigrain_resnet50 --batch 16 --size 224 \\
         --device_target CPU --repeat 5 --warmup 2 --pipeline synthetic --export mindir,onnx --compare \\
         --json benchmark.json
+    python benchmark.py --models "" --batch 32 --pipeline synthetic --pipeline_images 512 --workers 1,2 \
+        --repeat 5 --warmup 2 --pipeline_rounds 3      # the input pipeline alone (docs/performance.md)
 
 Each model is measured in a fresh subprocess (so its peak RSS and the oneDNN/thread-pool state
 are its own), each exported file in another one (a serving process loads only that file), the
@@ -845,7 +847,9 @@ def pipeline_table(report):
         cpu = (row["images_per_s"].get("cpu_s_per_image") or 0) * 1000
         ref = row.get("vs_reference")
         ref_name, ref_workers = row.get("reference", "/").split("/")
-        ref_cell = f"{fmt_ratio(ref['median'], ref['rounds'])} of {SHORT_NAMES[ref_name]} at {ref_workers}" if ref else "-"
+        ref_cell = "-"
+        if ref:
+            ref_cell = f"{fmt_ratio(ref['median'], ref['rounds'])} of {SHORT_NAMES[ref_name]} at {ref_workers}"
         own = row.get("vs_own_lowest")
         lines.append(f"| {name} | {row['workers']} | {fmt_rate(row['images_per_s'])} | {cpu:.2f} | {ref_cell} | "
                      f"{fmt_ratio(own['median'], own['rounds']) if own else '-'} |")

@@ -44,7 +44,8 @@ def sink_train(callbacks, initial_epoch, epoch_seconds=0.2):
 @pytest.mark.parametrize("initial_epoch", [0, 1])
 def test_sunk_epochs_log_per_step_costs_and_save_whole_run_counters(tmp_path, initial_epoch):
     lines = []
-    logger = ProgressLogger([0.1] * (EPOCHS * STEPS), BATCH, log_interval=2, print_fn=lambda *a, **k: lines.append(a[0]))
+    logger = ProgressLogger([0.1] * (EPOCHS * STEPS), BATCH, log_interval=2,
+                            print_fn=lambda line, **_: lines.append(line))
     saver = CheckpointSaver(str(tmp_path), "net", interval=1, keep_max=5)
     sink_train([RunCounters(initial_epoch), logger, saver], initial_epoch)
 

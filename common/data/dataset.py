@@ -23,7 +23,7 @@ import numpy as np
 import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
-from common.data.image_file import read_encoded, read_rgb  # noqa: F401  (read_rgb: re-exported)
+from common.data.image_file import read_encoded
 from common.data.mix import MixBatch, mix_enabled
 from common.data.samples import DatasetError, dataset_samples
 from common.data.transforms import create_transforms
