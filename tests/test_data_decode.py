@@ -77,10 +77,12 @@ def bad_tree(tmp_path):
     return tmp_path, bad_paths
 
 
-@pytest.mark.parametrize("source", ["folders", "list"])
-def test_every_good_image_arrives_exactly_once_and_each_bad_file_is_reported_once(bad_tree, source, caplog):
+@pytest.mark.parametrize("source, deterministic", [("folders", False), ("list", False), ("list", True)])
+def test_every_good_image_arrives_exactly_once_and_each_bad_file_is_reported_once(bad_tree, source, deterministic,
+                                                                                  caplog):
     root, bad_paths = bad_tree
     extra = ["--cls_label_path_train", "list.txt"] if source == "list" else []
+    extra += ["--deterministic", str(deterministic)]
     dataset = create_dataset(cfg_for(root, *extra), "train")  # shuffled, 2 workers, training transforms
     assert dataset.get_dataset_size() == GOOD + len(BAD)  # counted from the files, before reading them
     caplog.set_level(logging.WARNING)

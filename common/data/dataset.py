@@ -133,8 +133,13 @@ class SeededImageSource(ImageSource):
         if label < 0:
             return self.unreadable, label, np.int64(key)
         ds.config.set_seed(sample_seed(self.seed, self.rank, slot))
-        for op in self.transforms:
-            image = op(image)
+        try:
+            for op in self.transforms:
+                image = op(image)
+        except RuntimeError:  # passed the file checks, refused by C++ Decode: named here too
+            path = self.samples[index][0]
+            SkipReport.report(DatasetError(f"unreadable image {path}: MindSpore's Decode refused it"), path)
+            return self.unreadable, _NO_LABEL, np.int64(key)
         return image, label, np.int64(key)
 
 
