@@ -96,6 +96,19 @@ def test_every_good_image_arrives_exactly_once_and_each_bad_file_is_reported_onc
     assert len(messages) == len(BAD)
 
 
+def test_in_sink_mode_the_next_good_image_stands_in_so_epochs_keep_their_batch_count(bad_tree, caplog):
+    root, bad_paths = bad_tree
+    cfg = cfg_for(root, "--dataset_sink_mode", "True", "--device_target", "GPU")  # the pipeline only: no device
+    dataset = create_dataset(cfg, "train")
+    caplog.set_level(logging.WARNING)
+    labels = [int(label[0]) for _, label in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)]
+    assert len(labels) == dataset.get_dataset_size() == GOOD + len(BAD)
+    assert set(labels) == set(range(GOOD))
+    messages = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert sorted(messages) == sorted(m for m in messages if any(str(p) in m for p in bad_paths))
+    assert len(messages) == len(BAD)
+
+
 def test_16_bit_greyscale_png_keeps_its_grey_levels(tmp_path):
     """A 16-bit ramp 0..65535 is 0..255 in 8 bits (mean 127.5), not clipped to white."""
     path = tmp_path / "ramp.png"

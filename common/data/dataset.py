@@ -5,7 +5,9 @@ Every split: a Python source that only reads the files (``ImageSource``: bytes, 
 ``RandomCropDecodeResize`` and the configured augmentation in ``num_parallel_workers`` threads
 (C++ ops: no GIL, so workers scale). An unreadable image is reported once by path and dropped from
 the epoch (a ``filter`` before decoding), so every good image of the epoch is still seen exactly
-once; the epoch then has fewer samples than files (its last batch may be missing).
+once; the epoch then has fewer samples than files (its last batch may be missing). In dataset
+sink mode (Ascend/GPU) the device needs every epoch's batches, so there the next readable file
+stands in for an unreadable one instead.
 
 With ``deterministic: True`` the training pipeline is a function of (seed, epoch) only, so a run
 resumed after epoch k sees exactly the batches an uninterrupted run sees in epoch k+1:
@@ -33,6 +35,8 @@ _NO_LABEL = np.int32(-1)  # marks a sample whose file could not be read; filtere
 _NO_IMAGE = np.zeros(1, np.uint8)
 # How many list entries are checked for existence up front (a wrong data_path fails in one line).
 _CHECKED_ENTRIES = 32
+# Sink mode: how many following files may stand in for an unreadable one.
+_MAX_SUBSTITUTES = 16
 # Unreadable images named one by one; after that only counted (a wrong root must not flood the log).
 _MAX_REPORTED = 100
 
@@ -58,21 +62,26 @@ class SkipReport:
 class ImageSource:
     """Random-access source of (encoded image bytes, label): no decoding here (the C++ map does it).
 
-    An unreadable file is reported by path and yields label -1, which the pipeline filters out."""
+    An unreadable file is reported by path and yields label -1, which the pipeline filters out;
+    with ``substitute`` the next readable file is yielded instead (dataset sink mode: the device
+    runs a fixed number of steps per epoch, and an epoch short of a batch would leave it waiting)."""
 
-    def __init__(self, samples):
-        self.samples = samples
+    def __init__(self, samples, substitute=False):
+        self.samples, self.substitute = samples, substitute
 
     def __len__(self):
         return len(self.samples)
 
     def __getitem__(self, index):
-        path, label = self.samples[index]
-        try:
-            return read_encoded(path), np.int32(label)
-        except DatasetError as err:
-            SkipReport.report(err, path)
-            return _NO_IMAGE, _NO_LABEL
+        for offset in range(_MAX_SUBSTITUTES if self.substitute else 1):
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            try:
+                return read_encoded(path), np.int32(label)
+            except DatasetError as err:
+                SkipReport.report(err, path)
+        if self.substitute:
+            raise DatasetError(f"{_MAX_SUBSTITUTES} unreadable images in a row from {self.samples[index][0]}")
+        return _NO_IMAGE, _NO_LABEL
 
 
 def check_list_entries(samples, source):
@@ -189,15 +198,17 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
             shard_id=rank if group_size > 1 else None)
         # Reading is ~5% of a decode's CPU, and Python reader threads contend for the GIL (2 readers
         # were slower than 1 beside 2 decode workers on 2 cores): one reader per 4 decode workers.
-        source = ds.GeneratorDataset(ImageSource(samples), columns, num_parallel_workers=max(1, workers // 4),
-                                     python_multiprocessing=False, **kwargs)
+        sunk = is_training and cfg.dataset_sink_mode and cfg.device_target != "CPU"  # MindSpore sinks off CPU
+        source = ds.GeneratorDataset(ImageSource(samples, substitute=sunk), columns,
+                                     num_parallel_workers=max(1, workers // 4), python_multiprocessing=False, **kwargs)
         # A file that passes ImageSource's checks and still fails C++ Decode (rare: damaged
         # entropy-coded data that libjpeg refuses) is dropped by MindSpore, which logs it (no path).
         # Measured in 2.10: SKIP drops exactly that sample here (empty/truncated files, where SKIP
         # itself misbehaves, never reach the decoder).
         ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
-        dataset = source.filter(_readable, input_columns=["label"]).map(
-            create_transforms(cfg, is_training, decode=True), input_columns="image", num_parallel_workers=workers)
+        dataset = source if sunk else source.filter(_readable, input_columns=["label"])
+        dataset = dataset.map(create_transforms(cfg, is_training, decode=True), input_columns="image",
+                              num_parallel_workers=workers)
     rows = source.get_dataset_size()  # before the filter: known without reading the data
     dataset = dataset.batch(batch, drop_remainder=is_training, num_parallel_workers=workers)
     if is_training and mix_enabled(cfg):
