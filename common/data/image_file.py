@@ -42,11 +42,12 @@ def _check_size(width, height):
 
 
 def _huffman_table_ok(counts, symbols, table_class):
-    """libjpeg's own test (jpeg_make_d_derived_tbl): codes fit in their lengths; DC symbols <= 15."""
+    """libjpeg's own test (jpeg_make_d_derived_tbl): codes fit in their lengths with no all-ones
+    code; DC symbols <= 15."""
     code = 0
     for length, count in enumerate(counts, 1):
         code += count
-        if code > (1 << length):
+        if code >= (1 << length):
             return False
         code <<= 1
     return table_class == 1 or all(s <= 15 for s in symbols)
