@@ -191,7 +191,7 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
         source = ds.GeneratorDataset(
             SeededImageSource(samples, create_transforms(cfg, is_training), cfg.seed, rank, cfg.image_size),
             columns + ["key"], sampler=key_sampler, num_parallel_workers=1, python_multiprocessing=False)
-        dataset = source.filter(_readable, input_columns=["label"])
+        dataset = source.filter(_readable, input_columns=["label"], num_parallel_workers=1)
     else:
         kwargs = dict(sampler=sampler) if sampler is not None else dict(
             shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
@@ -206,7 +206,8 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
         # Measured in 2.10: SKIP drops exactly that sample here (empty/truncated files, where SKIP
         # itself misbehaves, never reach the decoder).
         ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
-        dataset = source if sunk else source.filter(_readable, input_columns=["label"])
+        # one filter thread: a label test per row; MindSpore's default would start up to 8 Python threads
+        dataset = source if sunk else source.filter(_readable, input_columns=["label"], num_parallel_workers=1)
         dataset = dataset.map(create_transforms(cfg, is_training, decode=True), input_columns="image",
                               num_parallel_workers=workers)
     rows = source.get_dataset_size()  # before the filter: known without reading the data
