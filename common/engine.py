@@ -13,7 +13,6 @@ from common.config import ConfigError, parse_args, save_args
 from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, DatasetError, Diverged, UserError, WeightsError, find_in_chain
 
 _logger = logging.getLogger("common.engine")
-METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
 
 
 @dataclasses.dataclass
@@ -49,30 +48,10 @@ def run_main(fn, argv, default_config, hooks):
 
 
 # --------------------------------------------------------------------------- building blocks
-def build_net(cfg, checkpoint="", allow_new_head=False):
-    from common.checkpoint import load_weights
-    from common.registry import create_model
-    kwargs = {"drop_rate": cfg.drop_rate} if cfg.drop_rate else {}
-    try:
-        net = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    if checkpoint:
-        load_weights(net, checkpoint, arch=cfg.model, allow_new_head=allow_new_head)
-    return net
-
-
-def build_backbone(cfg, checkpoint=""):
-    """``cfg.model`` as a backbone (``out_indices``; [] = every feature_info map), with the
-    classification checkpoint's head dropped."""
-    from common.registry import create_model
-    try:
-        return create_model(cfg.model, num_classes=cfg.num_classes, features_only=True,
-                            out_indices=cfg.out_indices or None, checkpoint_path=checkpoint)
-    except WeightsError:
-        raise
-    except ValueError as err:
-        raise UserError(str(err)) from None
+# build_net, build_backbone, init_device, metrics and _single (single_device) live in common.runtime so that
+# common.predict and the families' task modules need not import this module; the names stay importable here.
+from common.runtime import METRIC_NAMES, build_backbone, build_net, init_device, metrics  # noqa: E402,F401
+from common.runtime import single_device as _single  # noqa: E402
 
 
 def create_loss(cfg, net, hooks):
@@ -80,16 +59,6 @@ def create_loss(cfg, net, hooks):
     if hooks.create_loss:
         return hooks.create_loss(cfg, net)
     return CrossEntropySmooth(cfg.label_smooth_factor, cfg.num_classes)
-
-
-def metrics():
-    from mindspore.train import Top1CategoricalAccuracy, Top5CategoricalAccuracy
-    return {"top_1_accuracy": Top1CategoricalAccuracy(), "top_5_accuracy": Top5CategoricalAccuracy()}
-
-
-def init_device(cfg):
-    from common.device import init_context
-    return init_context(cfg.device_target, cfg.mode, cfg.run_distribute, cfg.device_id, cfg.seed)
 
 
 # O0/O2/O3 train on CPU in MindSpore 2.10 (tests/test_recipe_amp.py), with a fixed loss scale
@@ -318,12 +287,6 @@ def evaluate(cfg, hooks):
     if hooks.after_eval and rank == 0:  # e.g. MultiGrain's retrieval: whole splits, once
         hooks.after_eval(cfg, net, result)
     return result
-
-
-def _single(cfg):
-    cfg = type(cfg)(cfg)
-    cfg.run_distribute = False
-    return cfg
 
 
 # --------------------------------------------------------------------------- export

@@ -152,14 +152,15 @@ def predict(cfg, hooks):
     From a checkpoint (one forward pass gives both) or an export: a classifier export gives classes,
     an ``--export_head embedding`` export gives embeddings (told apart by the output width)."""
     from common.data import DatasetError, class_names
-    from common.engine import UserError, _single, build_net, init_device
+    from common.errors import UserError
+    from common.runtime import build_net, init_device, single_device
     from common.predict import Predictor, image_paths, is_exported, preprocess, topk_results
     from multigrain.src.multigrain import MultiGrainOutputs
 
     if not cfg.predict_path:
         raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
     out_path = _embeddings_path(cfg.embeddings) if cfg.embeddings else ""
-    init_device(_single(cfg))
+    init_device(single_device(cfg))
     paths = image_paths(cfg.predict_path)
 
     def outputs_cell(net):
