@@ -295,7 +295,7 @@ def create_parser(defaults, default_config=""):
 
 def _model_keys(argv, default_config):
     """Keys the chosen model's family adds (the model from --model, else the yaml, else the default)."""
-    from common.registry import model_config_keys
+    from common.family import model_config_keys
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config_path", default=default_config)
     pre.add_argument("--model", default=None)

@@ -2,7 +2,6 @@
 import difflib
 import fnmatch
 import logging
-import sys
 
 _MODELS = {}
 _logger = logging.getLogger(__name__)
@@ -18,17 +17,21 @@ def register_model(fn):
 
 
 def _import_families():
-    """Import every model family so that its entrypoints are registered.
+    """Import every model family listed in the top-level ``families.py`` (``FAMILIES = ("dla", ...)``),
+    so that its entrypoints and its ``common.family`` record are registered.
 
-    Done lazily (not at ``import common``) so that common never depends on the
-    model folders at import time; missing families are simply absent."""
+    Done lazily (not at ``import common``), and by name from that list (plugin discovery), so that
+    ``common`` names no family; without a ``families`` module (common used as a bare library) nothing
+    is loaded."""
     import importlib
-    for module in ("dla.src", "peleenet.src", "multigrain.src"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise
+    try:
+        listing = importlib.import_module("families")
+    except ModuleNotFoundError as err:
+        if err.name != "families":
+            raise
+        return
+    for family in listing.FAMILIES:
+        importlib.import_module(f"{family}.src")
 
 
 def list_models(filter=""):  # pylint: disable=redefined-builtin
@@ -53,14 +56,9 @@ def model_entrypoint(name):
 
 
 def model_config_keys(name):
-    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help[, range])}`` in its model
-    module or its ``src`` package (range as in ``common.config.RANGES``)."""
-    if name not in list_models():
-        return {}
-    module_name = _MODELS[name].__module__
-    package = sys.modules.get(module_name.rsplit(".", 1)[0])
-    module = sys.modules.get(module_name)
-    return dict(getattr(module, "CONFIG_KEYS", None) or getattr(package, "CONFIG_KEYS", {}))
+    """Config keys ``name``'s family adds (see ``common.family.model_config_keys``)."""
+    from common.family import model_config_keys as family_keys
+    return family_keys(name)
 
 
 def create_model(name, num_classes=1000, checkpoint_path="", features_only=False, out_indices=None, **kwargs):
