@@ -3,9 +3,11 @@
 A family passes ``TaskHooks`` for what is its own (extra config keys, its loss, its sampler,
 the cell to export); everything else is shared.
 """
+import dataclasses
 import logging
 import os
 import sys
+from typing import Callable
 
 from common.config import ConfigError, parse_args, save_args
 from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, DatasetError, Diverged, UserError, WeightsError, find_in_chain
@@ -415,6 +417,11 @@ def export_main(argv=None, default_config="", hooks=None):
     return run_main(export, argv, default_config, hooks)
 
 
+def predict(cfg, hooks):
+    """predict.py: the family's own predict when it has one (MultiGrain: embeddings too), else top-k classes."""
+    from common.predict import predict as predict_classes
+    return (hooks.predict or predict_classes)(cfg, hooks)
+
+
 def predict_main(argv=None, default_config="", hooks=None):
-    from common.predict import predict
     return run_main(predict, argv, default_config, hooks)
