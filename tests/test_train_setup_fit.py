@@ -122,3 +122,41 @@ def test_thor_refuses_what_it_cannot_do_in_one_line(repo_root, tmp_path, capsys,
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("WARNING: num_parallel")]
     assert len(lines) == 1 and needle in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_thor_trainer_checkpoint_resumes_into_a_new_thor_trainer(repo_root, tmp_path, capsys):
+    """THOR cannot step on CPU (no ThorIm2Col kernel), but its trainer builds here: what a THOR run saves
+    (weights, THOR statistics, both optimizers' state) loads back through the shared --resume."""
+    from mindspore import Tensor
+    from common.checkpoint import save_checkpoint_atomic
+    from common.engine import TrainSetup, _set_optimizer_step, resume_training
+    from common.training_state import ResumePoint
+    from multigrain.src.task import EXTRA_DEFAULTS, HOOKS
+    from multigrain.src.thor import thor_trainer
+
+    cfg = parse_args(["--num_classes", "10", "--amp_level", "O0", "--batch_size", "6", "--repeat_aug", "3"],
+                     str(repo_root / "config" / "resnet50_imagenet2012_GPU_Thor_config.yaml"), EXTRA_DEFAULTS)
+
+    def build():
+        net = common.create_model(cfg.model, num_classes=10)
+        setup = TrainSetup(hooks=HOOKS, out_dir="", ckpt_dir="", rank=0, group_size=1, point=ResumePoint(),
+                           accumulation=1, net=net, loss=HOOKS.create_loss(cfg, net), train_ds=None, rest_ds=None,
+                           batches=4, steps=4, lr_cfg=None, lr_warning="", lr=[])
+        return HOOKS.create_trainer(cfg, setup)
+
+    first = build()
+    names = [p.name for p in first.train_network.get_parameters()]
+    assert len(names) == len(set(names))                     # a checkpoint with two 'global_step's cannot load
+    assert thor_trainer.__name__ in repr(first.fit)
+    cov = "network.net.conv1.matrix_a_cov"
+    params = dict(first.train_network.parameters_and_names())
+    params[cov].set_data(Tensor(np.full(params[cov].shape, 7.0, np.float32)))
+    path = tmp_path / "thor-1_4.ckpt"
+    save_checkpoint_atomic(first.train_network, str(path), append_dict={"epoch_num": 1, "step_num": 4})
+
+    second = build()
+    resume_training(second.train_network, str(path), 1)
+    _set_optimizer_step(second.optimizer, ResumePoint(1), 4, 1, 0)
+    restored = dict(second.train_network.parameters_and_names())
+    assert float(restored[cov].asnumpy().ravel()[0]) == 7.0
+    assert int(second.optimizer.global_step.asnumpy().reshape(-1)[0]) == 4  # THOR's lr/damping index

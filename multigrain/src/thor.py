@@ -56,6 +56,15 @@ def create_thor_optimizer(net, lr, damping, cfg):
                    frequency=int(cfg.frequency))
 
 
+def _own_names(extra_optimizer, thor_optimizer, prefix="beta_"):
+    """Rename ``extra_optimizer``'s state that has the name of THOR's own (global_step, learning_rate,
+    momentum): a train step holding two parameters of one name can be saved but not loaded by --resume."""
+    taken = {p.name for p in thor_optimizer.get_parameters()}
+    for param in extra_optimizer.get_parameters():
+        if param.name in taken:
+            param.name = prefix + param.name
+
+
 class ThorTrainStep(nn.TrainOneStepCell):
     """One training step: scaled-loss gradients -> THOR (net) + ``extra_optimizer`` (e.g. beta)."""
 
@@ -118,6 +127,7 @@ def thor_trainer(cfg, setup):
         ms.amp.auto_mixed_precision(net, cfg.amp_level)
     beta_optimizer = nn.Momentum(loss.trainable_params(), Tensor(lr, ms.float32), cfg.momentum,
                                  loss_scale=cfg.loss_scale)
+    _own_names(beta_optimizer, optimizer)
     train_step = ThorTrainStep(hooks.create_train_network(cfg, net, loss), optimizer, beta_optimizer,
                                cfg.loss_scale)
     train_step.set_train(True)
