@@ -4,6 +4,7 @@ import fnmatch
 import logging
 
 _MODELS = {}
+_PRETRAINED_CFGS = {}  # name -> its entry in the model file's ``default_cfgs`` (timm's convention)
 _logger = logging.getLogger(__name__)
 
 
@@ -13,7 +14,18 @@ def register_model(fn):
     if name in _MODELS and _MODELS[name] is not fn:
         _logger.warning("model %s registered twice; the later definition wins", name)
     _MODELS[name] = fn
+    cfgs = fn.__globals__.get("default_cfgs") or {}  # the entrypoint's own module, as timm reads it
+    if name in cfgs:
+        _PRETRAINED_CFGS[name] = cfgs[name]
     return fn
+
+
+def pretrained_cfg(name):
+    """``name``'s pretrained_cfg (input size, mean/std, crop_pct, interpolation, first_conv, classifier,
+    architecture) without building the net; None for an unknown name or one without ``default_cfgs``."""
+    if name not in list_models() or name not in _PRETRAINED_CFGS:
+        return None
+    return dict(_PRETRAINED_CFGS[name], architecture=name)
 
 
 def _import_families():

@@ -9,9 +9,8 @@ METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
 def build_net(cfg, checkpoint="", allow_new_head=False):
     from common.checkpoint import load_weights
     from common.registry import create_model
-    kwargs = {"drop_rate": cfg.drop_rate} if cfg.drop_rate else {}
-    try:
-        net = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
+    try:  # drop_rate always passed: the config's value is what runs (0 turns dropout off in every family)
+        net = create_model(cfg.model, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate)
     except ValueError as err:
         raise UserError(str(err)) from None
     if checkpoint:

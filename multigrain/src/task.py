@@ -199,13 +199,6 @@ def _write_embeddings(path, embeddings, names):
     os.replace(names_path + ".tmp", names_path)
 
 
-def train(cfg, hooks):
-    """Only for the old multigrain/train.py until it becomes the shared entry file (issue 18 part A): THOR
-    now plugs into the shared trainer through HOOKS.create_trainer."""
-    from common.engine import train as shared_train
-    return shared_train(cfg, hooks)
-
-
 HOOKS = TaskHooks(extra_defaults=EXTRA_DEFAULTS, create_loss=create_loss, create_train_network=create_train_network,
                   create_train_sampler=create_train_sampler, export_network=export_network,
                   check_config=check_config, prepare_eval_net=_apply_eval_gem_p, after_eval=after_eval,
