@@ -1,4 +1,8 @@
-"""Entry points for the model folders: ``main = entry("train", "dla34_imagenet2012_config.yaml")``."""
+"""The entry files of every model folder: ``main = main_for(__file__)``.
+
+The task is the file's name (train/eval/export/predict) and the default config the record of the
+family whose folder holds it; the hooks come from the config's model (``engine.run_main``), so any
+family's entry file runs any family's config correctly."""
 import os
 
 from common import engine
@@ -8,9 +12,20 @@ _TASKS = {"train": engine.train_main, "eval": engine.eval_main, "export": engine
           "predict": engine.predict_main}
 
 
-def entry(task, default_config, hooks=None):
-    """A ``main(argv=None)`` running ``task`` with a config file from ``config/`` as the default."""
+def main_for(path):
+    """A ``main(argv=None)`` for the entry file at ``path`` (``<root>/<family>/<task>.py``); the default
+    config is ``<root>/config/<the family record's default_config>``, looked up when main runs."""
+    folder, file_name = os.path.split(os.path.abspath(path))
+    task, family_name = os.path.splitext(file_name)[0], os.path.basename(folder)
+    if task not in _TASKS:
+        raise ValueError(f"{path}: an entry file is named after its task: {', '.join(_TASKS)}")
+
     def main(argv=None):
-        return _TASKS[task](argv, os.path.join(CONFIG_DIR, default_config), hooks)
-    main.__doc__ = f"{task} (default config: config/{default_config})"
+        from common.family import family_by_name
+        record = family_by_name(family_name)
+        if record is None:
+            raise ValueError(f"{path}: no family record '{family_name}' (is it in the top-level families.py?)")
+        default_config = os.path.join(os.path.dirname(folder), "config", record.default_config)
+        return _TASKS[task](argv, default_config, None)
+    main.__doc__ = f"{task} (default config: the {family_name} family's)"
     return main

@@ -15,6 +15,7 @@ import sys
 
 import yaml
 
+from common.builder import DATA_KEYS, IMAGENET_MEAN, IMAGENET_STD, resolve_data_config
 from common.errors import ConfigError  # noqa: F401  (importable from here, as before)
 from common.lr import SCHEDULES
 
@@ -45,11 +46,12 @@ DEFAULTS = {
     "cls_label_path_train": ("", "training list file (`rel/path.jpg label` lines); overrides train_dir"),
     "cls_label_path_val": ("", "validation list file; overrides val_dir"),
     "label_file": ("", "class names, one per line (predict); default: the class folders"),
-    "image_size": (224, "train crop / eval crop side"),
-    "crop_pct": (0.875, "eval: resize shorter side to image_size / crop_pct, then center crop"),
-    "interpolation": ("bilinear", "bilinear | bicubic | nearest"),
-    "mean": ([0.485, 0.456, 0.406], "normalisation mean (0..1 scale)"),
-    "std": ([0.229, 0.224, 0.225], "normalisation std (0..1 scale)"),
+    "image_size": (224, "train crop / eval crop side; unset: the model's pretrained_cfg"),
+    "crop_pct": (0.875, "eval: resize shorter side to image_size / crop_pct, then center crop; unset: the "
+                         "model's pretrained_cfg"),
+    "interpolation": ("bilinear", "bilinear | bicubic | nearest; unset: the model's pretrained_cfg"),
+    "mean": (list(IMAGENET_MEAN), "normalisation mean (0..1 scale); unset: the model's pretrained_cfg"),
+    "std": (list(IMAGENET_STD), "normalisation std (0..1 scale); unset: the model's pretrained_cfg"),
     "num_parallel_workers": (2, "decode/augment workers per rank"),
     "batch_size": (32, "batch size per device"),
     "eval_batch_size": (0, "eval batch size (0: batch_size)"),
@@ -295,7 +297,7 @@ def create_parser(defaults, default_config=""):
 
 def _model_keys(argv, default_config):
     """Keys the chosen model's family adds (the model from --model, else the yaml, else the default)."""
-    from common.registry import model_config_keys
+    from common.family import model_config_keys
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config_path", default=default_config)
     pre.add_argument("--model", default=None)
@@ -304,6 +306,13 @@ def _model_keys(argv, default_config):
     if model is None and known.config_path and os.path.isfile(known.config_path):
         model = load_yaml(known.config_path).get("model")
     return model_config_keys(model or DEFAULTS["model"][0])
+
+
+def _model_data_keys(given, model):
+    """The preprocessing keys (``builder.DATA_KEYS``) nobody set, from ``model``'s pretrained_cfg."""
+    from common.registry import pretrained_cfg
+    filled = resolve_data_config(given, pretrained_cfg(model))
+    return {k: v for k, v in filled.items() if k in DATA_KEYS and k not in given}
 
 
 def parse_args(argv=None, default_config="", extra_defaults=None):
@@ -315,14 +324,17 @@ def parse_args(argv=None, default_config="", extra_defaults=None):
     if unknown:
         bad = next((u for u in unknown if u.startswith("--")), unknown[0]).lstrip("-").split("=")[0]
         raise ConfigError(f"config error: unknown option '--{bad}'{_closest(bad, defaults)}")
-    cfg = Config({k: v[0] for k, v in defaults.items()})
+    given = Config()  # what the yaml and the command line set (an alias sets its key: image_shape -> image_size)
     if args.config_path:
         from common.paddle_config import flatten_paddle_sections
-        _apply(cfg, defaults, flatten_paddle_sections(load_yaml(args.config_path), args.config_path),
+        _apply(given, defaults, flatten_paddle_sections(load_yaml(args.config_path), args.config_path),
                args.config_path)
     cli = [(k[len("alias__"):] if k.startswith("alias__") else k, v)
            for k, v in vars(args).items() if v is not None and k != "config_path"]
-    _apply(cfg, defaults, cli, "the command line")
+    _apply(given, defaults, cli, "the command line")
+    cfg = Config({k: v[0] for k, v in defaults.items()})
+    cfg.update(_model_data_keys(given, given.get("model", cfg.model)))
+    cfg.update(given)
     cfg.config_path = args.config_path
     check_ranges(cfg, {**RANGES, **{k: v[2] for k, v in defaults.items() if len(v) > 2}})
     return cfg

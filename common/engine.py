@@ -3,38 +3,27 @@
 A family passes ``TaskHooks`` for what is its own (extra config keys, its loss, its sampler,
 the cell to export); everything else is shared.
 """
-import dataclasses
 import logging
 import os
 import sys
-from typing import Callable, Optional
 
 from common.config import ConfigError, parse_args, save_args
 from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, DatasetError, Diverged, UserError, WeightsError, find_in_chain
+from common.family import TaskHooks, hooks_for  # noqa: F401  (TaskHooks re-exported: families and tests import it here)
 
 _logger = logging.getLogger("common.engine")
 METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
 
 
-@dataclasses.dataclass
-class TaskHooks:
-    """What a model family customises. Every field is optional."""
-    extra_defaults: Optional[dict] = None          # {key: (default, help)} added to the config
-    create_loss: Optional[Callable] = None          # (cfg, net) -> loss cell(logits, label)
-    create_train_network: Optional[Callable] = None  # (cfg, net, loss) -> cell(image, label) -> loss
-    create_train_sampler: Optional[Callable] = None  # (cfg, rank, group_size, num_samples) -> sampler
-    export_network: Optional[Callable] = None       # (cfg, net) -> cell to export
-    check_config: Optional[Callable] = None         # (cfg) -> None, raise ConfigError
-    prepare_eval_net: Optional[Callable] = None     # (cfg, net) -> None, before eval (e.g. GeM p)
-    after_eval: Optional[Callable] = None           # (cfg, net, result) -> None, e.g. retrieval metrics
+def run_main(fn, argv, default_config, hooks=None):
+    """Parse the config and run ``fn(cfg, hooks)``; user errors become one line and exit 2.
 
-
-def run_main(fn, argv, default_config, hooks):
-    """Parse the config and run ``fn(cfg, hooks)``; user errors become one line and exit 2."""
+    ``hooks`` None (every entry file): the hooks of ``cfg.model``'s family, so any family's entry
+    point runs any config's model with that model's hooks."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    hooks = hooks or TaskHooks()
     try:
-        cfg = parse_args(argv, default_config, hooks.extra_defaults)
+        cfg = parse_args(argv, default_config, hooks.extra_defaults if hooks else None)
+        hooks = hooks or hooks_for(cfg.model)
         if hooks.check_config:
             hooks.check_config(cfg)
         from common.adapters import moxing_wrapper  # ModelArts: OBS copies around the run, else a no-op
@@ -52,9 +41,8 @@ def run_main(fn, argv, default_config, hooks):
 def build_net(cfg, checkpoint="", allow_new_head=False):
     from common.checkpoint import load_weights
     from common.registry import create_model
-    kwargs = {"drop_rate": cfg.drop_rate} if cfg.drop_rate else {}
-    try:
-        net = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
+    try:  # drop_rate always passed: the config's value is what runs (0 turns dropout off in every family)
+        net = create_model(cfg.model, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate)
     except ValueError as err:
         raise UserError(str(err)) from None
     if checkpoint:

@@ -2,9 +2,9 @@
 import difflib
 import fnmatch
 import logging
-import sys
 
 _MODELS = {}
+_PRETRAINED_CFGS = {}  # name -> its entry in the model file's ``default_cfgs`` (timm's convention)
 _logger = logging.getLogger(__name__)
 
 
@@ -14,21 +14,36 @@ def register_model(fn):
     if name in _MODELS and _MODELS[name] is not fn:
         _logger.warning("model %s registered twice; the later definition wins", name)
     _MODELS[name] = fn
+    cfgs = fn.__globals__.get("default_cfgs") or {}  # the entrypoint's own module, as timm reads it
+    if name in cfgs:
+        _PRETRAINED_CFGS[name] = cfgs[name]
     return fn
 
 
-def _import_families():
-    """Import every model family so that its entrypoints are registered.
+def pretrained_cfg(name):
+    """``name``'s pretrained_cfg (input size, mean/std, crop_pct, interpolation, first_conv, classifier,
+    architecture) without building the net; None for an unknown name or one without ``default_cfgs``."""
+    if name not in list_models() or name not in _PRETRAINED_CFGS:
+        return None
+    return dict(_PRETRAINED_CFGS[name], architecture=name)
 
-    Done lazily (not at ``import common``) so that common never depends on the
-    model folders at import time; missing families are simply absent."""
+
+def _import_families():
+    """Import every model family listed in the top-level ``families.py`` (``FAMILIES = ("dla", ...)``),
+    so that its entrypoints and its ``common.family`` record are registered.
+
+    Done lazily (not at ``import common``), and by name from that list (plugin discovery), so that
+    ``common`` names no family; without a ``families`` module (common used as a bare library) nothing
+    is loaded."""
     import importlib
-    for module in ("dla.src", "peleenet.src", "multigrain.src"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise
+    try:
+        listing = importlib.import_module("families")
+    except ModuleNotFoundError as err:
+        if err.name != "families":
+            raise
+        return
+    for family in listing.FAMILIES:
+        importlib.import_module(f"{family}.src")
 
 
 def list_models(filter=""):  # pylint: disable=redefined-builtin
@@ -53,14 +68,9 @@ def model_entrypoint(name):
 
 
 def model_config_keys(name):
-    """Config keys a model family adds: ``CONFIG_KEYS = {key: (default, help[, range])}`` in its model
-    module or its ``src`` package (range as in ``common.config.RANGES``)."""
-    if name not in list_models():
-        return {}
-    module_name = _MODELS[name].__module__
-    package = sys.modules.get(module_name.rsplit(".", 1)[0])
-    module = sys.modules.get(module_name)
-    return dict(getattr(module, "CONFIG_KEYS", None) or getattr(package, "CONFIG_KEYS", {}))
+    """Config keys ``name``'s family adds (see ``common.family.model_config_keys``)."""
+    from common.family import model_config_keys as family_keys
+    return family_keys(name)
 
 
 def create_model(name, num_classes=1000, checkpoint_path="", features_only=False, out_indices=None, **kwargs):

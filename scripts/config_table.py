@@ -1,7 +1,7 @@
 """Write docs/config_keys.md: every config key with its default and meaning, from common.config.
 
 The table is generated from ``DEFAULTS`` (grouped by the section comments in common/config.py),
-the model families' ``CONFIG_KEYS`` and the Paddle aliases, so it cannot drift from the code;
+the family records' ``config_keys`` and the Paddle aliases, so it cannot drift from the code;
 tests/test_recipe_config.py checks that the committed file equals what this script writes.
 
 Usage: python3 scripts/config_table.py [--check] [OUT]   (default OUT: docs/config_keys.md)
@@ -55,16 +55,10 @@ def _table(keys, table):
 
 
 def _family_keys():
-    """{family package: keys} for the registered model families that add config keys (the same
-    lookup ``common.config.parse_args`` uses)."""
-    from common.registry import _MODELS, list_models, model_config_keys
-    found = {}
-    for name in list_models():
-        family = _MODELS[name].__module__.rsplit(".", 1)[0]
-        keys = model_config_keys(name)
-        if keys and family not in found:
-            found[family] = keys
-    return found
+    """{family name: keys} for the registered families that add config keys (their records'
+    ``config_keys``, which ``common.config.parse_args`` adds for their models)."""
+    from common.family import families
+    return {record.name: record.config_keys for record in families() if record.config_keys}
 
 
 def render():
@@ -80,7 +74,7 @@ def render():
     for title, keys in _sections(config):
         out += [f"## {title[:1].upper() + title[1:]}", ""] + _table(keys, config.DEFAULTS) + [""]
     for module, keys in _family_keys().items():
-        out += [f"## Added by `{module}`", ""] + _table(list(keys), keys) + [""]
+        out += [f"## Added by the `{module}` family", ""] + _table(list(keys), keys) + [""]
     out += ["## PaddleClas keys", "",
             "A PaddleClas DLA yaml can be used as it is; these keys are read as ours:", ""]
     out += ["| Paddle key | our key |", "|---|---|"]

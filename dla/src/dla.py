@@ -9,13 +9,11 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import Normal, initializer
 
+from common.builder import IMAGENET_MEAN, IMAGENET_STD, build_model_with_cfg
 from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 
 __all__ = ["DLA", "default_cfgs"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _cfg(**kwargs):
@@ -24,7 +22,7 @@ def _cfg(**kwargs):
             "first_conv": "base_layer.0", "classifier": "fc", **kwargs}
 
 
-default_cfgs = {name: _cfg() for name in (
+default_cfgs = {name: _cfg(architecture=name) for name in (
     "dla34", "dla46_c", "dla46x_c", "dla60x_c", "dla60", "dla60x", "dla102", "dla102x", "dla102x2", "dla169")}
 
 
@@ -218,62 +216,64 @@ class DLA(nn.Cell):
         return self.forward_head(self.forward_features(x))
 
 
-def _create_dla(levels, channels, num_classes=1000, **kwargs):
-    return DLA(levels, channels, num_classes=num_classes, **kwargs)
+def _create_dla(variant, num_classes=1000, **kwargs):
+    return build_model_with_cfg(DLA, variant, default_cfgs[variant], num_classes=num_classes, **kwargs)
 
 
 @register_model
 def dla34(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 2, 2, 1], [16, 32, 64, 128, 256, 512], num_classes, block=DlaBasic, **kwargs)
+    return _create_dla("dla34", num_classes, levels=[1, 1, 1, 2, 2, 1], channels=[16, 32, 64, 128, 256, 512],
+                       block=DlaBasic, **kwargs)
 
 
 @register_model
 def dla46_c(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 2, 2, 1], [16, 32, 64, 64, 128, 256], num_classes, **kwargs)
+    return _create_dla("dla46_c", num_classes, levels=[1, 1, 1, 2, 2, 1], channels=[16, 32, 64, 64, 128, 256], **kwargs)
 
 
 @register_model
 def dla46x_c(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 2, 2, 1], [16, 32, 64, 64, 128, 256], num_classes,
+    return _create_dla("dla46x_c", num_classes, levels=[1, 1, 1, 2, 2, 1], channels=[16, 32, 64, 64, 128, 256],
                        cardinality=32, base_width=4, **kwargs)
 
 
 @register_model
 def dla60x_c(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 2, 3, 1], [16, 32, 64, 64, 128, 256], num_classes,
+    return _create_dla("dla60x_c", num_classes, levels=[1, 1, 1, 2, 3, 1], channels=[16, 32, 64, 64, 128, 256],
                        cardinality=32, base_width=4, **kwargs)
 
 
 @register_model
 def dla60(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 2, 3, 1], [16, 32, 128, 256, 512, 1024], num_classes, **kwargs)
+    return _create_dla("dla60", num_classes, levels=[1, 1, 1, 2, 3, 1], channels=[16, 32, 128, 256, 512, 1024],
+                       **kwargs)
 
 
 @register_model
 def dla60x(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 2, 3, 1], [16, 32, 128, 256, 512, 1024], num_classes,
+    return _create_dla("dla60x", num_classes, levels=[1, 1, 1, 2, 3, 1], channels=[16, 32, 128, 256, 512, 1024],
                        cardinality=32, base_width=4, **kwargs)
 
 
 @register_model
 def dla102(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 3, 4, 1], [16, 32, 128, 256, 512, 1024], num_classes,
+    return _create_dla("dla102", num_classes, levels=[1, 1, 1, 3, 4, 1], channels=[16, 32, 128, 256, 512, 1024],
                        shortcut_root=True, **kwargs)
 
 
 @register_model
 def dla102x(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 3, 4, 1], [16, 32, 128, 256, 512, 1024], num_classes,
+    return _create_dla("dla102x", num_classes, levels=[1, 1, 1, 3, 4, 1], channels=[16, 32, 128, 256, 512, 1024],
                        cardinality=32, base_width=4, shortcut_root=True, **kwargs)
 
 
 @register_model
 def dla102x2(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 1, 3, 4, 1], [16, 32, 128, 256, 512, 1024], num_classes,
+    return _create_dla("dla102x2", num_classes, levels=[1, 1, 1, 3, 4, 1], channels=[16, 32, 128, 256, 512, 1024],
                        cardinality=64, base_width=4, shortcut_root=True, **kwargs)
 
 
 @register_model
 def dla169(num_classes=1000, **kwargs):
-    return _create_dla([1, 1, 2, 3, 5, 1], [16, 32, 128, 256, 512, 1024], num_classes,
+    return _create_dla("dla169", num_classes, levels=[1, 1, 2, 3, 5, 1], channels=[16, 32, 128, 256, 512, 1024],
                        shortcut_root=True, **kwargs)

@@ -16,18 +16,18 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal
 
-from common import register_model
+from common.builder import IMAGENET_MEAN, IMAGENET_STD, build_model_with_cfg
 from common.layers import BatchNorm2d, MaxPool2d
+from common.registry import register_model
 from multigrain.src.gem import GeM
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 default_cfgs = {
     "multigrain_resnet50": dict(input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD,
                                 crop_pct=0.875, interpolation="bilinear", first_conv="conv1",
-                                classifier="end_point", num_classes=1001, gem_p=3.0),
+                                classifier="end_point", num_classes=1001, gem_p=3.0,
+                                architecture="multigrain_resnet50"),
 }
+default_cfgs["multigrain"] = dict(default_cfgs["multigrain_resnet50"], architecture="multigrain")  # the alias
 
 
 def _conv(in_channels, out_channels, kernel_size, stride=1):
@@ -93,7 +93,7 @@ class MultiGrain(nn.Cell):
     checkpoint_optional = ("pool.p",)
 
     def __init__(self, layer_nums=(3, 4, 6, 3), num_classes=1001, gem_p=3.0, gem_eps=1e-6,
-                 zero_init_last_bn=False):
+                 zero_init_last_bn=False, drop_rate=0.0):
         super().__init__()
         in_channels = (64, 256, 512, 1024)
         out_channels = (256, 512, 1024, 2048)
@@ -112,6 +112,9 @@ class MultiGrain(nn.Cell):
             self.feature_info.append(dict(num_chs=cout, reduction=4 * 2 ** i, module=f"layer{i + 1}"))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = GeM(p=gem_p, eps=gem_eps)
+        self.drop_rate = drop_rate
+        # on the classification path only, never on the embedding (no parameters: checkpoint names unchanged)
+        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         self.end_point = self._make_classifier(num_classes)
 
     def _make_classifier(self, num_classes):
@@ -138,12 +141,12 @@ class MultiGrain(nn.Cell):
 
     def forward_head(self, x, pre_logits=False):
         x = self.pool(x)
-        return x if pre_logits else self.end_point(x)
+        return x if pre_logits else self.end_point(self.dropout(x))
 
     def forward_train(self, x):
         """(classifier logits, L2-normalised embedding) from one forward pass."""
         embedding = self.forward_head(self.forward_features(x), pre_logits=True)
-        return self.end_point(embedding), l2_normalize(embedding)
+        return self.end_point(self.dropout(embedding)), l2_normalize(embedding)
 
     def forward_embedding(self, x):
         """L2-normalised GeM embedding (retrieval descriptor)."""
@@ -179,9 +182,7 @@ class MultiGrainOutputs(nn.Cell):
 def _create_multigrain(variant, num_classes, **kwargs):
     cfg = default_cfgs[variant]
     kwargs.setdefault("gem_p", cfg["gem_p"])
-    net = MultiGrain(num_classes=num_classes, **kwargs)
-    net.default_cfg = dict(cfg, num_classes=num_classes)
-    return net
+    return build_model_with_cfg(MultiGrain, variant, cfg, num_classes=num_classes, **kwargs)
 
 
 @register_model
@@ -193,4 +194,4 @@ def multigrain_resnet50(num_classes=1001, **kwargs):
 @register_model
 def multigrain(num_classes=1001, **kwargs):
     """Alias of ``multigrain_resnet50``."""
-    return multigrain_resnet50(num_classes=num_classes, **kwargs)
+    return _create_multigrain("multigrain", num_classes, layer_nums=(3, 4, 6, 3), **kwargs)

@@ -1,1 +1,10 @@
-from peleenet.src import peleenet  # noqa: F401  (registers the PeleeNet entrypoint)
+"""PeleeNet: the model and the family record the spine reads (``common.family``)."""
+from common.family import Family, register_family
+from peleenet.src import peleenet
+
+FAMILY = register_family(Family(
+    name="peleenet",
+    models=tuple(peleenet.default_cfgs),
+    default_config="peleenet_imagenet2012_config.yaml",
+    source_names={"paddle": {"PeleeNet": "peleenet"}},
+))

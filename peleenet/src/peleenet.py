@@ -14,6 +14,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal, Normal
 
+from common.builder import IMAGENET_MEAN, IMAGENET_STD, build_model_with_cfg
 from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 
@@ -21,8 +22,8 @@ __all__ = ["PeleeNet", "default_cfgs"]
 
 default_cfgs = {
     "peleenet": {"num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7), "crop_pct": 0.875,
-                 "interpolation": "bilinear", "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-                 "first_conv": "features.stemblock.stem1.conv", "classifier": "classifier"},
+                 "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                 "first_conv": "features.stemblock.stem1.conv", "classifier": "classifier", "architecture": "peleenet"},
 }
 
 
@@ -151,5 +152,6 @@ class PeleeNet(nn.Cell):
 @register_model
 def peleenet(num_classes=1000, **kwargs):
     """PeleeNet as published: growth rate 32, blocks [3, 4, 8, 6], bottleneck widths [1, 2, 4, 4]."""
-    return PeleeNet(growth_rate=32, block_config=(3, 4, 8, 6), num_init_features=32,
-                    bottleneck_width=(1, 2, 4, 4), num_classes=num_classes, **kwargs)
+    return build_model_with_cfg(PeleeNet, "peleenet", default_cfgs["peleenet"], growth_rate=32,
+                                block_config=(3, 4, 8, 6), num_init_features=32, bottleneck_width=(1, 2, 4, 4),
+                                num_classes=num_classes, **kwargs)

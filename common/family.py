@@ -1,0 +1,114 @@
+"""The record a model family gives the spine: its models, config keys, hooks, weight-name maps,
+optional checkpoint keys and default config, in one place.
+
+A family registers it in its ``src/__init__.py``: ``FAMILY = register_family(Family(...))``. The spine
+finds it by model name (``family_of``, ``hooks_for``); it never names a family. Which family folders
+exist is listed above ``common``, in the top-level ``families.py`` (see ``common.registry``).
+This module imports no MindSpore, so a model file can import it without loading the trainer.
+"""
+import dataclasses
+import importlib
+from dataclasses import field
+from typing import Callable, Optional
+
+_FAMILIES = {}   # family name -> Family
+_OWNER = {}      # model name -> family name
+
+
+@dataclasses.dataclass
+class TaskHooks:
+    """What a model family customises. Every field is optional."""
+    extra_defaults: Optional[dict] = None          # {key: (default, help)} added to the config
+    create_loss: Optional[Callable] = None          # (cfg, net) -> loss cell(logits, label)
+    create_train_network: Optional[Callable] = None  # (cfg, net, loss) -> cell(image, label) -> loss
+    create_train_sampler: Optional[Callable] = None  # (cfg, rank, group_size, num_samples) -> sampler
+    export_network: Optional[Callable] = None       # (cfg, net) -> cell to export
+    check_config: Optional[Callable] = None         # (cfg) -> None, raise ConfigError
+    prepare_eval_net: Optional[Callable] = None     # (cfg, net) -> None, before eval (e.g. GeM p)
+    after_eval: Optional[Callable] = None           # (cfg, net, result) -> None, e.g. retrieval metrics
+    create_trainer: Optional[Callable] = None       # (cfg, setup) -> engine.Trainer (e.g. THOR)
+    predict: Optional[Callable] = None              # (cfg, hooks) -> result, replaces common.predict.predict
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Everything the spine needs to know about one model family."""
+    name: str                      # its folder/package name at the top level ("dla")
+    models: tuple                  # registered model names it owns
+    default_config: str            # file under <root>/config/, root = the parent of the family folder
+    config_keys: dict = field(default_factory=dict)   # {key: (default, help[, range])}
+    hooks: object = None           # TaskHooks, or "package.module:NAME" loaded on first use (keeps imports light)
+    weight_maps: dict = field(default_factory=dict)   # {"torch"|"paddle": fn(source_key) -> our key | None}
+    source_names: dict = field(default_factory=dict)  # {"paddle": {"DLA34": "dla34", ...}}
+    checkpoint_optional: tuple = ()  # parameter names a weights file may lack (they keep their configured value)
+
+
+def register_family(record):
+    """Register ``record``; its models must be registered and owned by no other family."""
+    from common.registry import _MODELS  # family -> registry only; the registry never imports this eagerly
+    unknown = [m for m in record.models if m not in _MODELS]
+    if unknown:
+        raise ValueError(f"family {record.name}: models not registered: {', '.join(unknown)}")
+    for model in record.models:
+        owner = _OWNER.get(model)
+        if owner is not None and owner != record.name:
+            raise ValueError(f"family {record.name}: model {model} is already owned by family {owner}")
+    if isinstance(record.hooks, str) and (record.hooks.count(":") != 1 or not all(record.hooks.split(":"))):
+        raise ValueError(f"family {record.name}: hooks must be a TaskHooks or 'package.module:NAME', "
+                         f"not '{record.hooks}'")
+    previous = _FAMILIES.get(record.name)
+    if previous is not None:
+        for model in previous.models:
+            _OWNER.pop(model, None)
+    _FAMILIES[record.name] = record
+    for model in record.models:
+        _OWNER[model] = record.name
+    return record
+
+
+def _load_all():
+    from common.registry import _import_families
+    _import_families()
+
+
+def families():
+    """Every registered family record, in registration order."""
+    _load_all()
+    return tuple(_FAMILIES.values())
+
+
+def family_by_name(name):
+    """The record called ``name``, or None."""
+    _load_all()
+    return _FAMILIES.get(name)
+
+
+def family_of(model):
+    """The record owning model ``model``, or None."""
+    _load_all()
+    owner = _OWNER.get(model)
+    return _FAMILIES.get(owner) if owner else None
+
+
+def family_of_net(net):
+    """The record of a net built by ``create_model`` (through its ``pretrained_cfg["architecture"]``), or None."""
+    pretrained_cfg = getattr(net, "pretrained_cfg", None) or {}
+    architecture = pretrained_cfg.get("architecture")
+    return family_of(architecture) if architecture else None
+
+
+def hooks_for(model):
+    """The ``TaskHooks`` of ``model``'s family; an empty ``TaskHooks()`` when it has none."""
+    record = family_of(model)
+    hooks = record.hooks if record else None
+    if isinstance(hooks, str):
+        module_name, attr = hooks.split(":")
+        hooks = getattr(importlib.import_module(module_name), attr)
+    return hooks or TaskHooks()
+
+
+def model_config_keys(model):
+    """Config keys ``model``'s family adds: ``{key: (default, help[, range])}`` (range as in
+    ``common.config.RANGES``); {} for an unknown model or a family without keys."""
+    record = family_of(model)
+    return dict(record.config_keys) if record else {}
