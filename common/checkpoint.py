@@ -6,7 +6,7 @@ import time
 import numpy as np
 import mindspore as ms
 
-from common.convert import WeightsError, convert_state_dict
+from common.convert import WeightsError, checkpoint_optional, convert_state_dict
 from common.weights import naming_of, read_state_dict
 
 _logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def load_weights(net, path, arch=None, allow_new_head=False, unused=()):
     params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in weights.items()}
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
     not_loaded = [n for n in not_loaded if n not in unused]
-    optional = getattr(net, "checkpoint_optional", ())
+    optional = checkpoint_optional(net)
     for name in [n for n in not_loaded if n in optional]:
         _logger.warning("%s has no %s: kept as configured (%s)", path, name, net.parameters_dict()[name].asnumpy())
     not_loaded = [n for n in not_loaded if n not in skipped and n not in optional]
@@ -70,7 +70,7 @@ def load_weights(net, path, arch=None, allow_new_head=False, unused=()):
 
 def _match_native(state, net, head, path, arch, unused=()):
     missing, bad_shape, skipped, weights = [], [], [], {}
-    optional = getattr(net, "checkpoint_optional", ())  # load_weights says which were kept as configured
+    optional = checkpoint_optional(net)  # load_weights says which were kept as configured
     for param in net.get_parameters():
         value = state.get(param.name)
         if value is None:
