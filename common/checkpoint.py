@@ -7,7 +7,7 @@ import numpy as np
 import mindspore as ms
 
 from common.convert import WeightsError, checkpoint_optional, convert_state_dict
-from common.weights import naming_of, read_state_dict
+from common.weights import load_checkpoint_file, naming_of, read_state_dict  # noqa: F401  (importable from here)
 
 _logger = logging.getLogger(__name__)
 # What the trainer records with a training checkpoint besides epoch_num/step_num (0 when absent:
@@ -164,21 +164,6 @@ def _fsync(path):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def load_checkpoint_file(path, **kwargs):
-    """``ms.load_checkpoint`` with a one-line ``WeightsError`` for a missing, empty, truncated or
-    foreign file (MindSpore's own text is a paragraph about protobuf)."""
-    if not os.path.isfile(path):
-        raise WeightsError(f"checkpoint not found: {path}")
-    size = os.path.getsize(path)
-    if size == 0:
-        raise WeightsError(f"{path} is empty (0 bytes): a save that did not finish? Use an earlier checkpoint")
-    try:
-        return ms.load_checkpoint(path, **kwargs)
-    except Exception as err:  # pylint: disable=broad-except  # ValueError/RuntimeError/DecodeError
-        raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, "
-                           f".pdparams): truncated, or another format") from None
 
 
 def read_training_state(path):
