@@ -1,7 +1,8 @@
 """The train / eval / export / predict entry points every model folder delegates to.
 
-A family passes ``TaskHooks`` for what is its own (extra config keys, its loss, its sampler,
-the cell to export); everything else is shared.
+A family's record (``common.family``) names its ``TaskHooks`` for what is its own (its loss, its
+sampler, the cell to export, its trainer); ``run_main`` picks them by the config's model. Everything
+else is shared.
 """
 import logging
 import os

@@ -67,12 +67,6 @@ def model_entrypoint(name):
     return _MODELS[name]
 
 
-def model_config_keys(name):
-    """Config keys ``name``'s family adds (see ``common.family.model_config_keys``)."""
-    from common.family import model_config_keys as family_keys
-    return family_keys(name)
-
-
 def create_model(name, num_classes=1000, checkpoint_path="", features_only=False, out_indices=None, **kwargs):
     """Build a registered model; optionally load a checkpoint (any supported format).
 

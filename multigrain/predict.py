@@ -1,19 +1,12 @@
-"""Predict with MultiGrain: top-k classes, and with ``--embeddings OUT.npy`` the images' retrieval embeddings.
-
-Usage: python multigrain/predict.py --config_path config/resnet50_imagenet2012_config.yaml --ckpt_file CKPT \
-           --predict_path IMAGES [--embeddings OUT.npy] [--key value ...]"""
+"""Entry point, the same file in every model folder: the task is this file's name, the family its folder.
+Usage: python <family>/<task>.py [--config_path config/X.yaml] [--key value ...]"""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.cli import CONFIG_DIR  # noqa: E402  (importing common first sets the CPU fast path)
-from common.engine import run_main  # noqa: E402
-from multigrain.src.task import HOOKS, predict  # noqa: E402
+from common.cli import main_for  # noqa: E402  (importing common first sets the CPU fast path)
 
-
-def main(argv=None):
-    return run_main(predict, argv, os.path.join(CONFIG_DIR, "resnet50_imagenet2012_config.yaml"), HOOKS)
-
+main = main_for(__file__)
 
 if __name__ == "__main__":
     main()
