@@ -4,16 +4,17 @@ A family's record (``common.family``) names its ``TaskHooks`` for what is its ow
 sampler, the cell to export, its trainer); ``run_main`` picks them by the config's model. Everything
 else is shared.
 """
+import dataclasses
 import logging
 import os
 import sys
+from typing import Callable
 
 from common.config import ConfigError, parse_args, save_args
 from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, DatasetError, Diverged, UserError, WeightsError, find_in_chain
 from common.family import TaskHooks, hooks_for  # noqa: F401  (TaskHooks re-exported: families and tests import it here)
 
 _logger = logging.getLogger("common.engine")
-METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
 
 
 def run_main(fn, argv, default_config, hooks=None):
@@ -39,29 +40,10 @@ def run_main(fn, argv, default_config, hooks=None):
 
 
 # --------------------------------------------------------------------------- building blocks
-def build_net(cfg, checkpoint="", allow_new_head=False):
-    from common.checkpoint import load_weights
-    from common.registry import create_model
-    try:  # drop_rate always passed: the config's value is what runs (0 turns dropout off in every family)
-        net = create_model(cfg.model, num_classes=cfg.num_classes, drop_rate=cfg.drop_rate)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    if checkpoint:
-        load_weights(net, checkpoint, arch=cfg.model, allow_new_head=allow_new_head)
-    return net
-
-
-def build_backbone(cfg, checkpoint=""):
-    """``cfg.model`` as a backbone (``out_indices``; [] = every feature_info map), with the
-    classification checkpoint's head dropped."""
-    from common.registry import create_model
-    try:
-        return create_model(cfg.model, num_classes=cfg.num_classes, features_only=True,
-                            out_indices=cfg.out_indices or None, checkpoint_path=checkpoint)
-    except WeightsError:
-        raise
-    except ValueError as err:
-        raise UserError(str(err)) from None
+# build_net, build_backbone, init_device, metrics and _single (single_device) live in common.runtime so that
+# common.predict and the families' task modules need not import this module; the names stay importable here.
+from common.runtime import METRIC_NAMES, build_backbone, build_net, init_device, metrics  # noqa: E402,F401
+from common.runtime import single_device as _single  # noqa: E402
 
 
 def create_loss(cfg, net, hooks):
@@ -69,16 +51,6 @@ def create_loss(cfg, net, hooks):
     if hooks.create_loss:
         return hooks.create_loss(cfg, net)
     return CrossEntropySmooth(cfg.label_smooth_factor, cfg.num_classes)
-
-
-def metrics():
-    from mindspore.train import Top1CategoricalAccuracy, Top5CategoricalAccuracy
-    return {"top_1_accuracy": Top1CategoricalAccuracy(), "top_5_accuracy": Top5CategoricalAccuracy()}
-
-
-def init_device(cfg):
-    from common.device import init_context
-    return init_context(cfg.device_target, cfg.mode, cfg.run_distribute, cfg.device_id, cfg.seed)
 
 
 # O0/O2/O3 train on CPU in MindSpore 2.10 (tests/test_recipe_amp.py), with a fixed loss scale
@@ -105,14 +77,55 @@ def _loss_scale_manager(cfg):
 
 
 # --------------------------------------------------------------------------- train
+# train = setup_training -> a trainer (the family's ``create_trainer`` hook, else model_trainer)
+# -> training_callbacks -> fit. A trainer only brings its network, optimizer and step loop: resume,
+# EMA, counters, checkpoints, eval and the order of the checks are the same for every trainer.
+@dataclasses.dataclass
+class TrainSetup:
+    """What every trainer starts from, once the config, weights and data have been checked."""
+    hooks: object
+    out_dir: str
+    ckpt_dir: str
+    rank: int
+    group_size: int
+    point: object          # common.training_state.ResumePoint (epoch 0 when not resuming)
+    accumulation: int      # batches per optimizer step
+    net: object
+    loss: object
+    train_ds: object       # from the first whole epoch on
+    rest_ds: object        # the rest of a mid-epoch checkpoint's epoch, or None
+    batches: int           # batches per epoch
+    steps: int             # optimizer steps per epoch
+    lr_cfg: object
+    lr_warning: str
+    lr: list               # the shared schedule, one value per optimizer step
+
+
+@dataclasses.dataclass
+class Trainer:
+    """A network and optimizer with their step loop."""
+    train_network: object  # what checkpoints save and --resume restores (weights + optimizer state)
+    optimizer: object      # its global_step indexes the lr
+    lr: object             # per optimizer step, for the progress line
+    fit: Callable          # (epochs, dataset, callbacks, initial_epoch, dataset_sink_mode) -> None
+    eval_model: object     # a mindspore Model whose eval() runs during training
+    label: str = ""        # in the start line, e.g. " with THOR"
+
+
 def train(cfg, hooks):
+    setup = setup_training(cfg, hooks)
+    trainer = (getattr(hooks, "create_trainer", None) or model_trainer)(cfg, setup)
+    callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
+    fit(cfg, setup, trainer, callbacks)
+    return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
+            "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
+            "ckpt_dir": setup.ckpt_dir, "rank": setup.rank, "net": setup.net, "ema": ema}
+
+
+def setup_training(cfg, hooks):
+    """Checks, output dir, device, resume point, net, datasets, steps, loss and lr; writes nothing."""
     import mindspore as ms
-    from mindspore import nn
-    from mindspore.train import Model
-    from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger, RunCounters
-    from common.ema import EMA, EMAUpdate
     from common.lr import create_lr_schedule
-    from common.optim import create_optimizer
     from common.outputs import check_new_training_run
 
     if cfg.require_pretrained and not (cfg.pretrained or cfg.resume):
@@ -132,18 +145,36 @@ def train(cfg, hooks):
     point = read_resume_point(cfg.resume, cfg, group_size) if cfg.resume else ResumePoint()
     if point.within and cfg.dataset_sink_mode:
         raise ConfigError(f"config error: {cfg.resume} was saved mid-epoch; resuming it needs dataset_sink_mode False")
-    initial_epoch = point.epoch
-    skip_batches = point.within * accumulation  # batches of the first epoch already trained
 
     net = build_net(cfg, "" if cfg.resume else cfg.pretrained, allow_new_head=True)
     train_ds, rest_ds, batches = _train_datasets(cfg, hooks, rank, group_size, point, accumulation)
     steps = batches // accumulation  # optimizer steps per epoch: what the lr schedule counts
     lr_cfg, lr_warning = gb.lr_config(cfg, group_size)
     lr = create_lr_schedule(lr_cfg, steps)
+    return TrainSetup(hooks=hooks, out_dir=out_dir, ckpt_dir=ckpt_dir, rank=rank, group_size=group_size,
+                      point=point, accumulation=accumulation, net=net, loss=create_loss(cfg, net, hooks),
+                      train_ds=train_ds,
+                      rest_ds=rest_ds, batches=batches, steps=steps, lr_cfg=lr_cfg, lr_warning=lr_warning, lr=lr)
+
+
+def eval_model(net, loss):
+    """A Model that only evaluates ``net`` with ``loss`` (for a trainer that does not train through Model)."""
+    from mindspore import nn
+    from mindspore.train import Model
+    return Model(net, eval_network=nn.WithEvalCell(net, loss), eval_indexes=[0, 1, 2], metrics=metrics())
+
+
+def model_trainer(cfg, setup):
+    """The shared trainer: the configured optimizer, loss scale and amp in a mindspore ``Model``."""
+    from mindspore import nn
+    from mindspore.train import Model
+    from common.optim import create_optimizer
+
+    hooks, net = setup.hooks, setup.net
     manager, opt_scale = _loss_scale_manager(cfg)
-    loss = create_loss(cfg, net, hooks)
+    loss = setup.loss
     train_params = net.trainable_params() + (loss.trainable_params() if isinstance(loss, nn.Cell) else [])
-    optimizer = create_optimizer(train_params, cfg, lr, loss_scale=opt_scale)
+    optimizer = create_optimizer(train_params, cfg, setup.lr, loss_scale=opt_scale)
     model_kwargs = dict(optimizer=optimizer, metrics=metrics(), amp_level=cfg.amp_level,
                         loss_scale_manager=manager)
     if hooks.create_train_network:
@@ -152,16 +183,30 @@ def train(cfg, hooks):
     else:
         model = Model(net, loss_fn=loss, **model_kwargs)
 
-    if accumulation > 1:  # the optimizer runs every `accumulation` batches (common/accumulation.py)
+    if setup.accumulation > 1:  # the optimizer runs every `accumulation` batches (common/accumulation.py)
         from common.accumulation import GradientAccumulation
-        model.train_network.optimizer = GradientAccumulation(optimizer, accumulation)
+        model.train_network.optimizer = GradientAccumulation(optimizer, setup.accumulation)
 
+    def fit_model(epochs, dataset, callbacks, initial_epoch, dataset_sink_mode):
+        model.train(epochs, dataset, callbacks=callbacks, dataset_sink_mode=dataset_sink_mode,
+                    initial_epoch=initial_epoch)
+    return Trainer(train_network=model.train_network, optimizer=optimizer, lr=setup.lr, fit=fit_model,
+                   eval_model=model)
+
+
+def training_callbacks(cfg, setup, trainer):
+    """(callbacks, eval callback or None, EMA or None), after restoring a --resume checkpoint into the trainer."""
+    from common import global_batch as gb
+    from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger
+    from common.ema import EMA, EMAUpdate
+
+    net, rank, group_size, accumulation = setup.net, setup.rank, setup.group_size, setup.accumulation
     ema = EMA(net, cfg.ema_decay) if cfg.ema_decay else None
     if cfg.resume:
-        resume_training(model, cfg.resume, initial_epoch, ema)
-        _set_optimizer_step(optimizer, point, steps, group_size, rank)
+        resume_training(trainer.train_network, cfg.resume, setup.point.epoch, ema)
+        _set_optimizer_step(trainer.optimizer, setup.point, setup.steps, group_size, rank)
 
-    callbacks = [ProgressLogger(lr, gb.global_batch(cfg, group_size), cfg.log_interval, rank,
+    callbacks = [ProgressLogger(trainer.lr, gb.global_batch(cfg, group_size), cfg.log_interval, rank,
                                 accumulation=accumulation)]
     if ema is not None:
         callbacks.append(EMAUpdate(ema, accumulation))  # before the savers and eval, which read the average
@@ -170,33 +215,43 @@ def train(cfg, hooks):
         callbacks.append(average_batchnorm_stats(net, group_size))
     if cfg.save_checkpoint:
         run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
-        callbacks.append(CheckpointSaver(ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
+        callbacks.append(CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
                                          cfg.keep_checkpoint_max, rank, ema=ema,
                                          every_steps=cfg.save_checkpoint_steps, run_info=run_info))
     eval_cb = None
     if cfg.eval_during_train:
         val_ds, reduce_fn = _val_for_training(cfg, rank, group_size)
-        eval_cb = EvalCallback(model, val_ds, net, ckpt_dir, cfg.eval_interval, rank, ema=ema, reduce_fn=reduce_fn)
+        eval_cb = EvalCallback(trainer.eval_model, val_ds, net, setup.ckpt_dir, cfg.eval_interval, rank, ema=ema,
+                               reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
-    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
+    return callbacks, eval_cb, ema
+
+
+def fit(cfg, setup, trainer, callbacks):
+    """Write config.yaml (everything is checked by now), print the start line and train."""
+    from common import global_batch as gb
+    from common.callbacks import RunCounters
+
+    rank, group_size, point = setup.rank, setup.group_size, setup.point
+    initial_epoch = point.epoch
+    save_args(cfg, os.path.join(setup.out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
     if rank == 0:
         start = f"epochs {initial_epoch + 1}..{cfg.epoch_size}" + (
             f" (epoch {initial_epoch + 1} from step {point.within + 1})" if point.within else "")
-        print(f"training {cfg.model} on {cfg.device_target} x{group_size}: {steps} steps/epoch, {start}, "
-              f"batch {cfg.batch_size}/device, global batch {gb.describe(cfg, group_size)}, "
-              f"lr {lr_cfg.lr:g}, output {out_dir}", flush=True)
-        if lr_warning:
-            print(lr_warning, flush=True)
-    if rest_ds is not None:  # the checkpoint's epoch from its step on, counted as the whole run's
-        model.train(initial_epoch + 1, rest_ds, dataset_sink_mode=False, initial_epoch=initial_epoch,
-                    callbacks=[RunCounters(initial_epoch, skip_batches, batches, cfg.epoch_size), *callbacks])
+        print(f"training {cfg.model}{trainer.label} on {cfg.device_target} x{group_size}: {setup.steps} steps/epoch, "
+              f"{start}, batch {cfg.batch_size}/device, global batch {gb.describe(cfg, group_size)}, "
+              f"lr {setup.lr_cfg.lr:g}, output {setup.out_dir}", flush=True)
+        if setup.lr_warning:
+            print(setup.lr_warning, flush=True)
+    if setup.rest_ds is not None:  # the checkpoint's epoch from its step on, counted as the whole run's
+        skip_batches = point.within * setup.accumulation  # batches of the first epoch already trained
+        trainer.fit(initial_epoch + 1, setup.rest_ds,
+                    [RunCounters(initial_epoch, skip_batches, setup.batches, cfg.epoch_size), *callbacks],
+                    initial_epoch, False)
         initial_epoch += 1
     if initial_epoch < cfg.epoch_size:
-        model.train(cfg.epoch_size, train_ds, callbacks=[RunCounters(initial_epoch), *callbacks],
-                    dataset_sink_mode=cfg.dataset_sink_mode, initial_epoch=initial_epoch)
-    return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
-            "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
-            "ckpt_dir": ckpt_dir, "rank": rank, "net": net, "ema": ema}
+        trainer.fit(cfg.epoch_size, setup.train_ds, [RunCounters(initial_epoch), *callbacks], initial_epoch,
+                    cfg.dataset_sink_mode)
 
 
 def _train_datasets(cfg, hooks, rank, group_size, point, accumulation):
@@ -250,7 +305,7 @@ def _val_for_training(cfg, rank, group_size):
     return dataset, ShardedEval(local)
 
 
-def resume_training(model, path, epoch, ema=None):
+def resume_training(train_network, path, epoch, ema=None):
     """Restore weights, optimizer state (momentum, global step, loss scale) and the EMA from a
     training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
     import mindspore as ms
@@ -258,7 +313,7 @@ def resume_training(model, path, epoch, ema=None):
     from common.checkpoint import load_checkpoint_file
     params = {k: v for k, v in load_checkpoint_file(path).items() if k != "learning_rate"}
     try:
-        not_loaded, _ = ms.load_param_into_net(model.train_network, params, strict_load=True)
+        not_loaded, _ = ms.load_param_into_net(train_network, params, strict_load=True)
     except (ValueError, RuntimeError, TypeError) as err:  # shapes of another model: MindSpore's long text
         raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer: "
                            f"{_first_line(err)}") from None
@@ -307,12 +362,6 @@ def evaluate(cfg, hooks):
     if hooks.after_eval and rank == 0:  # e.g. MultiGrain's retrieval: whole splits, once
         hooks.after_eval(cfg, net, result)
     return result
-
-
-def _single(cfg):
-    cfg = type(cfg)(cfg)
-    cfg.run_distribute = False
-    return cfg
 
 
 # --------------------------------------------------------------------------- export
@@ -369,6 +418,11 @@ def export_main(argv=None, default_config="", hooks=None):
     return run_main(export, argv, default_config, hooks)
 
 
+def predict(cfg, hooks):
+    """predict.py: the family's own predict when it has one (MultiGrain: embeddings too), else top-k classes."""
+    from common.predict import predict as predict_classes
+    return (hooks.predict or predict_classes)(cfg, hooks)
+
+
 def predict_main(argv=None, default_config="", hooks=None):
-    from common.predict import predict
     return run_main(predict, argv, default_config, hooks)

@@ -153,10 +153,10 @@ def topk_results(logits, paths, names, k=5):
 
 
 def predict(cfg, hooks=None):
-    from common.engine import build_net, init_device, _single
+    from common.runtime import build_net, init_device, single_device
     if not cfg.predict_path:
         raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
-    init_device(_single(cfg))
+    init_device(single_device(cfg))
     paths = image_paths(cfg.predict_path)
     predictor = Predictor(cfg, build_net)
     batch = preprocess(cfg, paths)
@@ -171,8 +171,8 @@ def evaluate_exported(cfg, hooks=None):
     """eval.py for an exported .mindir/.onnx: the val split through the same pipeline and metrics as a
     checkpoint's eval, batched at the file's fixed batch (the last batch padded, the pad not counted)."""
     from common.data import create_dataset
-    from common.engine import METRIC_NAMES, UserError, _single, init_device, metrics
-    init_device(_single(cfg))
+    from common.runtime import METRIC_NAMES, init_device, metrics, single_device
+    init_device(single_device(cfg))
     predictor = Predictor(cfg)
     batch = predictor.fixed_batch if isinstance(predictor.fixed_batch, int) else None
     counters = metrics()

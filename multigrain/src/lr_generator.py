@@ -3,7 +3,8 @@
 Pure functions returning per-step float32 numpy arrays (``ms.Tensor(array)`` gives the dynamic
 lr an optimizer takes). ``get_thor_lr`` and ``get_thor_damping`` reproduce
 ``official/cv/ResNet/src/lr_generator.py`` of mindspore-ai/models step for step;
-``get_linear_lr`` is that file's ``liner`` mode (linear warmup, then linear decay).
+``get_linear_lr`` is that file's ``liner`` mode (linear warmup, then linear decay): the reference
+port the tests compare against, not used at run time.
 
 The card's keys and how they are used:
 - THOR: ``lr = lr_init * (1 - epoch / lr_end_epoch) ** lr_decay`` with ``epoch = (step + 1) / steps``,
@@ -11,9 +12,34 @@ The card's keys and how they are used:
   ``damping = damping_init * damping_decay ** (epoch / 10)`` over ``lr_end_epoch`` (70) epochs.
   The arrays cover ``lr_end_epoch`` epochs; training stops earlier, at ``epoch_size`` (50).
 - Momentum ("Linear"): warm up linearly from 0 to ``lr_init`` over ``warmup_epochs`` (2), then
-  decay linearly to 0 at ``lr_end_epoch`` (70); the array covers ``epoch_size`` epochs.
+  decay linearly to 0 at ``lr_end_epoch`` (70); the array covers ``epoch_size`` epochs. This is
+  ``common.lr``'s ``linear`` schedule with the keys of ``card_linear_keys`` (the one place that maps them).
 """
 import numpy as np
+
+from common.config import ConfigError
+
+
+class CardScheduleError(ConfigError, ValueError):
+    """A card schedule the config cannot express (one line at the command line; a ValueError to callers)."""
+
+
+def card_linear_keys(cfg):
+    """The card's Linear mode as ``common.lr``'s ``linear`` schedule keys, exactly.
+
+    Card (ModelZoo ``get_lr`` linear): 0 -> lr_init over warmup_epochs, then a straight line to 0
+    at lr_end_epoch, cut at epoch_size. common.lr's ``linear`` ends its line at epoch_size, so it
+    ends at the card line's value there: ``lr_init * (lr_end_epoch - epoch_size) / (lr_end_epoch - warmup)``."""
+    if str(cfg.lr_decay_mode).lower() != "linear":
+        raise CardScheduleError(f"config error: lr_decay_mode '{cfg.lr_decay_mode}' is not a card mode; use Linear, "
+                                f"or leave it empty and set lr_scheduler")
+    if cfg.get("pretrain_epoch_size"):
+        raise CardScheduleError("config error: pretrain_epoch_size applies to THOR; for Momentum resume with --resume")
+    if not cfg.warmup_epochs < cfg.epoch_size <= cfg.lr_end_epoch:
+        raise CardScheduleError("config error: Linear needs warmup_epochs < epoch_size <= lr_end_epoch")
+    span = cfg.lr_end_epoch - cfg.warmup_epochs
+    return {"lr_scheduler": "linear", "lr": float(cfg.lr_init), "warmup_lr": 0.0,
+            "min_lr": float(cfg.lr_init) * (cfg.lr_end_epoch - cfg.epoch_size) / span}
 
 
 def get_thor_lr(global_step, lr_init, decay, total_epochs, steps_per_epoch, decay_epochs=100):
@@ -60,12 +86,11 @@ def multigrain_lr(cfg, steps_per_epoch, start_epoch=0):
     if str(cfg.optimizer).lower() == "thor":
         return get_thor_lr(start, cfg.lr_init, cfg.lr_decay, cfg.lr_end_epoch, steps_per_epoch,
                            decay_epochs=cfg.lr_halve_epoch)
-    mode = str(cfg.lr_decay_mode).lower()
-    if mode != "linear":
-        raise ValueError(f"lr_decay_mode '{cfg.lr_decay_mode}' is not a MultiGrain card schedule; use Linear "
-                         f"(or the shared schedules of common.lr)")
-    lr = get_linear_lr(0.0, 0.0, cfg.lr_init, cfg.warmup_epochs, cfg.lr_end_epoch, steps_per_epoch)
-    return lr[start:cfg.epoch_size * steps_per_epoch]
+    from common.lr import linear_lr
+    keys = card_linear_keys(cfg)
+    lr = linear_lr(lr=keys["lr"], min_lr=keys["min_lr"], warmup_lr=keys["warmup_lr"], warmup_epochs=cfg.warmup_epochs,
+                   steps_per_epoch=steps_per_epoch, epochs=cfg.epoch_size)
+    return lr[start:]
 
 
 def multigrain_damping(cfg, steps_per_epoch, start_epoch=0):

@@ -1,16 +1,19 @@
 """MultiGrain's hooks into the shared engine: card config keys, mix loss, repeated-augmentation
-sampler, THOR dispatch, retrieval evaluation, the exported head and predict with embeddings."""
+sampler, the THOR trainer and its refusals, retrieval evaluation, the exported head and predict with embeddings."""
 import os
 
 from common.config import Config, ConfigError
-from common.engine import TaskHooks
+from common.family import TaskHooks
 from multigrain.src.config_keys import CONFIG_KEYS as EXTRA_DEFAULTS  # the family record's keys
-from multigrain.src.thor import is_thor
+from multigrain.src.lr_generator import card_linear_keys
+from multigrain.src.thor import is_thor, thor_device_error
 
 EMBEDDING_DIM = 2048  # ResNet-50's layer4 channels (MultiGrain.num_features): the width of an embedding export
 
 
 def check_config(cfg):
+    if is_thor(cfg):  # first: a THOR config stops here, before any data check
+        _check_thor(cfg)
     if cfg.mix_lambda < 1.0 and cfg.repeat_aug < 2:
         raise ConfigError("config error: the margin loss (mix_lambda < 1) needs repeat_aug >= 2 for positive pairs")
     if not cfg.use_label_smooth:
@@ -21,25 +24,36 @@ def check_config(cfg):
             raise ConfigError("config error: --retrieval needs a checkpoint (.ckpt); an exported file is "
                               "evaluated for top-1/top-5 only")
     if cfg.lr_decay_mode and not is_thor(cfg):
-        _card_linear_to_common(cfg)
+        cfg.update(card_linear_keys(cfg))  # the card's Linear mode as common.lr's linear schedule
 
 
-def _card_linear_to_common(cfg):
-    """Express the card's Linear mode with common.lr's ``linear`` schedule, exactly.
+def _check_thor(cfg):
+    """What the THOR trainer (multigrain.src.thor.thor_trainer) cannot do, one line each."""
+    message = thor_device_error(cfg.device_target)
+    if message:
+        raise ConfigError(message)
+    if int(cfg.gradient_accumulation_steps) > 1:
+        raise ConfigError("config error: THOR does not accumulate gradients (its statistics are per step); "
+                          "use --gradient_accumulation_steps 1")
+    if cfg.dataset_sink_mode:
+        raise ConfigError("config error: THOR trains in a Python loop (ModelThor fails in MindSpore 2.10); "
+                          "use --dataset_sink_mode False")
+    if cfg.loss_scale_mode != "fixed":
+        raise ConfigError(f"config error: THOR uses a fixed loss scale, not loss_scale_mode '{cfg.loss_scale_mode}'; "
+                          f"use --loss_scale_mode fixed")
+    if cfg.pretrain_epoch_size and cfg.resume:
+        raise ConfigError("config error: --resume continues from the checkpoint's own epoch; "
+                          "drop pretrain_epoch_size (it is for starting from --pretrained weights)")
+    if cfg.pretrain_epoch_size >= cfg.epoch_size:
+        raise ConfigError(f"config error: pretrain_epoch_size ({cfg.pretrain_epoch_size}) leaves no epoch to train "
+                          f"(epoch_size {cfg.epoch_size})")
 
-    Card (ModelZoo ``get_lr`` linear): 0 -> lr_init over warmup_epochs, then a straight line to 0
-    at lr_end_epoch, cut at epoch_size. common.lr's ``linear`` ends its line at epoch_size, so it
-    ends at the card line's value there: ``lr_init * (lr_end_epoch - epoch_size) / (lr_end_epoch - warmup)``."""
-    if str(cfg.lr_decay_mode).lower() != "linear":
-        raise ConfigError(f"config error: lr_decay_mode '{cfg.lr_decay_mode}' is not a card mode; use Linear, "
-                          f"or leave it empty and set lr_scheduler")
-    if cfg.pretrain_epoch_size:
-        raise ConfigError("config error: pretrain_epoch_size applies to THOR; for Momentum resume with --resume")
-    if not cfg.warmup_epochs < cfg.epoch_size <= cfg.lr_end_epoch:
-        raise ConfigError("config error: Linear needs warmup_epochs < epoch_size <= lr_end_epoch")
-    span = cfg.lr_end_epoch - cfg.warmup_epochs
-    cfg.lr_scheduler, cfg.lr, cfg.warmup_lr = "linear", float(cfg.lr_init), 0.0
-    cfg.min_lr = float(cfg.lr_init) * (cfg.lr_end_epoch - cfg.epoch_size) / span
+
+def create_trainer(cfg, setup):
+    """THOR configs train with THOR's optimizer and step, the others with the shared trainer."""
+    from common.engine import model_trainer
+    from multigrain.src.thor import thor_trainer
+    return (thor_trainer if is_thor(cfg) else model_trainer)(cfg, setup)
 
 
 def create_loss(cfg, net):
@@ -119,14 +133,15 @@ def predict(cfg, hooks):
     From a checkpoint (one forward pass gives both) or an export: a classifier export gives classes,
     an ``--export_head embedding`` export gives embeddings (told apart by the output width)."""
     from common.data import DatasetError, class_names
-    from common.engine import UserError, _single, build_net, init_device
+    from common.errors import UserError
+    from common.runtime import build_net, init_device, single_device
     from common.predict import Predictor, image_paths, is_exported, preprocess, topk_results
     from multigrain.src.multigrain import MultiGrainOutputs
 
     if not cfg.predict_path:
         raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
     out_path = _embeddings_path(cfg.embeddings) if cfg.embeddings else ""
-    init_device(_single(cfg))
+    init_device(single_device(cfg))
     paths = image_paths(cfg.predict_path)
 
     def outputs_cell(net):
@@ -184,13 +199,7 @@ def _write_embeddings(path, embeddings, names):
     os.replace(names_path + ".tmp", names_path)
 
 
-def train(cfg, hooks):
-    """THOR configs take the THOR loop, everything else the shared trainer."""
-    from common import engine
-    from multigrain.src.thor import train_thor
-    return train_thor(cfg, hooks) if is_thor(cfg) else engine.train(cfg, hooks)
-
-
 HOOKS = TaskHooks(extra_defaults=EXTRA_DEFAULTS, create_loss=create_loss, create_train_network=create_train_network,
                   create_train_sampler=create_train_sampler, export_network=export_network,
-                  check_config=check_config, prepare_eval_net=_apply_eval_gem_p, after_eval=after_eval)
+                  check_config=check_config, prepare_eval_net=_apply_eval_gem_p, after_eval=after_eval,
+                  create_trainer=create_trainer, predict=predict)

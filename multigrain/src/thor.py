@@ -2,8 +2,10 @@
 
 MindSpore 2.10's own path, ``ConvertModelUtils().convert_to_thor_model(...)`` then ``Model.train``,
 fails in both sink modes (``ModelThor._exec_preprocess() missing 2 required positional arguments``),
-and THOR has no CPU kernels (``ThorIm2Col``). So THOR runs here in a plain Python loop that does
-what ``ModelThor`` meant to do, without ``Model``:
+and THOR has no CPU kernels (``ThorIm2Col``). So THOR runs in ``common.loop``'s plain Python loop
+and does what ``ModelThor`` meant to do, without ``Model``. ``thor_trainer`` is MultiGrain's
+``create_trainer`` hook for THOR configs: ``common.engine.train`` does the setup, resume, EMA, counters,
+checkpoints and eval around it, as for any trainer.
 
 - ``nn.thor(net, ...)`` converts the net's Conv2d/Dense into THOR layers (``ConvertNetUtils``)
   and builds ``ThorAscend``/``ThorGpu``;
@@ -15,11 +17,9 @@ what ``ModelThor`` meant to do, without ``Model``:
   ``train1``: the stale inverses precondition the gradient), as ModelThor's GPU branch does. Each
   phase compiles once.
 
-On CPU, ``check_thor_device`` stops with one line pointing to the Momentum config.
+What THOR cannot do (CPU, gradient accumulation, sink mode, a dynamic loss scale, pretrain_epoch_size
+with --resume) is refused in one line by ``multigrain.src.task.check_config``, before any data check.
 """
-import os
-import time
-
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -56,6 +56,15 @@ def create_thor_optimizer(net, lr, damping, cfg):
                    frequency=int(cfg.frequency))
 
 
+def _own_names(extra_optimizer, thor_optimizer, prefix="beta_"):
+    """Rename ``extra_optimizer``'s state that has the name of THOR's own (global_step, learning_rate,
+    momentum): a train step holding two parameters of one name can be saved but not loaded by --resume."""
+    taken = {p.name for p in thor_optimizer.get_parameters()}
+    for param in extra_optimizer.get_parameters():
+        if param.name in taken:
+            param.name = prefix + param.name
+
+
 class ThorTrainStep(nn.TrainOneStepCell):
     """One training step: scaled-loss gradients -> THOR (net) + ``extra_optimizer`` (e.g. beta)."""
 
@@ -85,87 +94,45 @@ class ThorTrainStep(nn.TrainOneStepCell):
 
 
 def run_thor_training(train_step, dataset, epochs, frequency, callbacks=(), initial_epoch=0):
-    """The training loop; ``callbacks`` are ordinary ``mindspore.train.Callback`` objects.
+    """``common.loop.run_loop`` with THOR's phase switch before each step; the global step (and so the
+    phase) continues from ``initial_epoch``."""
+    from common.loop import run_loop
+    current = []
 
-    The global step (and so the THOR phase) continues from ``initial_epoch``."""
-    from mindspore.train import RunContext
-    from common.config import Config
-
-    steps = dataset.get_dataset_size()
-    cb = Config(train_network=train_step, network=train_step.network, epoch_num=epochs, batch_num=steps,
-                cur_epoch_num=initial_epoch, cur_step_num=initial_epoch * steps, net_outputs=None,
-                mode="train", dataset_sink_mode=False, train_dataset=dataset, optimizer=train_step.optimizer)
-    context = RunContext(cb)
-    _call(callbacks, "on_train_begin", context)
-    iterator = dataset.create_tuple_iterator(num_epochs=epochs - initial_epoch)
-    current = None
-    for epoch in range(initial_epoch, epochs):
-        cb.cur_epoch_num = epoch + 1
-        _call(callbacks, "on_train_epoch_begin", context)
-        for inputs in iterator:
-            thor, phase = thor_phase(cb.cur_step_num, frequency)
-            if (thor, phase) != current:
-                train_step.set_thor(thor, phase)
-                current = (thor, phase)
-            cb.cur_step_num += 1
-            _call(callbacks, "on_train_step_begin", context)
-            cb.net_outputs = train_step(*inputs)
-            _call(callbacks, "on_train_step_end", context)
-            if context.get_stop_requested():
-                break
-        _call(callbacks, "on_train_epoch_end", context)
-        if context.get_stop_requested():
-            break
-    _call(callbacks, "on_train_end", context)
-    return cb
+    def switch_phase(step):
+        thor_and_phase = thor_phase(step, frequency)
+        if current != [thor_and_phase]:  # each phase compiles once: switch only when it changes
+            train_step.set_thor(*thor_and_phase)
+            current[:] = [thor_and_phase]
+    return run_loop(train_step, dataset, epochs, callbacks, initial_epoch, before_step=switch_phase)
 
 
-def _call(callbacks, hook, context):
-    for callback in callbacks:
-        getattr(callback, hook)(context)
-
-
-def train_thor(cfg, hooks):
-    """Train a card THOR config (Ascend/GPU), with the shared data pipeline and callbacks."""
-    from common import engine
-    from common.callbacks import CheckpointSaver, ProgressLogger
-    from common.config import ConfigError, save_args
-    from common.data import create_dataset, dataset_samples
-    from common.outputs import check_new_training_run
+def thor_trainer(cfg, setup):
+    """The THOR optimizer and step for ``common.engine.train`` (a ``TaskHooks.create_trainer``): the shared
+    setup, resume, EMA, counters, checkpoints and eval run around it. What THOR cannot do is refused
+    earlier, in ``multigrain.src.task.check_config``."""
+    from common.engine import Trainer, eval_model
+    from common.training_state import ResumePoint
     from multigrain.src.lr_generator import multigrain_damping, multigrain_lr
 
-    message = thor_device_error(cfg.device_target)
-    if message:
-        raise ConfigError(message)
-    out_dir = os.path.abspath(cfg.output_dir)
-    check_new_training_run(out_dir)  # an earlier run's files are never overwritten
-    rank, group_size = engine.init_device(cfg)
-    ckpt_dir = os.path.join(out_dir, f"ckpt_{rank}" if group_size > 1 else "ckpt")
-
-    net = engine.build_net(cfg, cfg.pretrained, allow_new_head=True)
-    sampler = hooks.create_train_sampler(cfg, rank, group_size, len(dataset_samples(cfg, "train")))
-    dataset = create_dataset(cfg, "train", rank, group_size, sampler=sampler)
-    steps = dataset.get_dataset_size()
-    start = cfg.pretrain_epoch_size
+    hooks, net, loss, steps = setup.hooks, setup.net, setup.loss, setup.steps
+    start = cfg.pretrain_epoch_size  # epochs the --pretrained weights trained: the schedules start there
+    if start:  # as ModelZoo: run epochs start+1..epoch_size, counted (and named) as the whole run's
+        setup.point = ResumePoint(epoch=start)
     lr_all = multigrain_lr(cfg, steps)
+    # the optimizer's step starts at 0 here (and is restored by --resume, never combined with start)
     lr, damping = lr_all[start * steps:], multigrain_damping(cfg, steps, start_epoch=start)
-    loss = hooks.create_loss(cfg, net)
     optimizer = create_thor_optimizer(net, lr, damping, cfg)
     if cfg.amp_level != "O0":
         ms.amp.auto_mixed_precision(net, cfg.amp_level)
     beta_optimizer = nn.Momentum(loss.trainable_params(), Tensor(lr, ms.float32), cfg.momentum,
                                  loss_scale=cfg.loss_scale)
+    _own_names(beta_optimizer, optimizer)
     train_step = ThorTrainStep(hooks.create_train_network(cfg, net, loss), optimizer, beta_optimizer,
                                cfg.loss_scale)
     train_step.set_train(True)
-    callbacks = [ProgressLogger(lr_all, cfg.batch_size * group_size, cfg.log_interval, rank)]
-    if cfg.save_checkpoint:
-        callbacks.append(CheckpointSaver(ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
-                                         cfg.keep_checkpoint_max, rank))
-    save_args(cfg, os.path.join(out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
-    if rank == 0:
-        print(f"training {cfg.model} with THOR on {cfg.device_target} x{group_size}: {steps} steps/epoch, "
-              f"frequency {cfg.frequency}, output {out_dir}", flush=True)
-    began = time.time()
-    run_thor_training(train_step, dataset, cfg.epoch_size, int(cfg.frequency), callbacks, initial_epoch=start)
-    return {"ckpt_dir": ckpt_dir, "rank": rank, "net": net, "seconds": time.time() - began}
+
+    def fit(epochs, dataset, callbacks, initial_epoch, dataset_sink_mode):
+        run_thor_training(train_step, dataset, epochs, int(cfg.frequency), callbacks, initial_epoch)
+    return Trainer(train_network=train_step, optimizer=optimizer, lr=lr_all, fit=fit,
+                   eval_model=eval_model(net, loss), label=f" with THOR (frequency {cfg.frequency})")
