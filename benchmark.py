@@ -4,6 +4,8 @@ pipeline alone, and optionally the PyTorch twins, printed as a markdown table an
     python benchmark.py --models dla34,dla46_c,dla60,peleenet,multigrain_resnet50 --batch 16 --size 224 \\
         --device_target CPU --repeat 5 --warmup 2 --pipeline synthetic --export mindir,onnx --compare \\
         --json benchmark.json
+    python benchmark.py --models "" --batch 32 --pipeline synthetic --pipeline_images 512 --workers 1,2 \
+        --repeat 5 --warmup 2 --pipeline_rounds 3      # the input pipeline alone (docs/performance.md)
 
 Each model is measured in a fresh subprocess (so its peak RSS and the oneDNN/thread-pool state
 are its own), each exported file in another one (a serving process loads only that file), the
@@ -14,9 +16,14 @@ input pipeline and each PyTorch twin in theirs.
 * inference: the network in eval mode, GRAPH_MODE;
 * served: the network exported at ``--batch`` (MINDIR run by ``nn.GraphCell(ms.load(...))``,
   ONNX by onnxruntime with ``--threads`` intra-op threads);
-* pipeline: images/s decoded and augmented by ``common.data.create_dataset`` (the training
-  transforms) from an image folder (``DATA_DIR/train/<class>/*``) at ``--workers`` workers;
-  ``--pipeline synthetic`` writes ImageNet-sized JPEGs (500x375) to a temporary folder first;
+* pipeline: images/s out of ``common.data.create_dataset`` (the training split and transforms,
+  ``--batch``, ``--size``) from an image folder (``DATA_DIR/train/<class>/*``) at each of
+  ``--workers`` (default 1,2), CPU seconds per image, and beside it in the same run on the same
+  files the ModelZoo-style pipeline (``ds.ImageFolderDataset`` + ``RandomCropDecodeResize`` +
+  flip + normalize + HWC2CHW); also ours with ``deterministic: True`` (one worker by design) and
+  with the mixup/cutmix batch map. ``--pipeline_rounds`` rounds, each variant once per round in
+  its own process; ratios are the median (min-max) over the rounds. ``--pipeline synthetic``
+  writes ``--pipeline_images`` ImageNet-sized JPEGs (500x375) to a temporary folder first;
 * ``--compare``: if torch and timm import, the same measurements on the PyTorch twin (timm's DLA,
   a PeleeNet written here after the official ``peleenet.py``, timm's ResNet-50 with GeM pooling
   for MultiGrain), eager, ``torch.set_num_threads(threads)``, SGD with momentum.
@@ -70,9 +77,10 @@ def create_parser():
     parser.add_argument("--graph_kernel", action="store_true", help="enable graph-kernel fusion")
     parser.add_argument("--pipeline", default="", metavar="DATA_DIR",
                         help="also time the input pipeline on DATA_DIR/train/<class>/*, or 'synthetic'")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="pipeline workers (0: the config default num_parallel_workers)")
-    parser.add_argument("--pipeline_images", type=int, default=256, help="images written for --pipeline synthetic")
+    parser.add_argument("--workers", default="1,2", help="pipeline worker counts to time, comma-separated")
+    parser.add_argument("--pipeline_images", type=int, default=512, help="images written for --pipeline synthetic")
+    parser.add_argument("--pipeline_rounds", type=int, default=3,
+                        help="pipeline: time every variant this many times, interleaved; ratios are per round")
     parser.add_argument("--export", default="", help="mindir,onnx: also time the exported model served")
     parser.add_argument("--compare", action="store_true", help="also time the PyTorch twin if torch and timm import")
     parser.add_argument("--rounds", type=int, default=1,
@@ -228,19 +236,38 @@ def run_served(spec):
     return result
 
 
-def pipeline_config(data_dir, spec):
+def pipeline_config(data_dir, spec, *extra):
     from common.config import parse_args
-    argv = ["--data_path", data_dir, "--batch_size", str(spec["batch"]), "--image_size", str(spec["size"])]
-    if spec["workers"]:
-        argv += ["--num_parallel_workers", str(spec["workers"])]
-    return parse_args(argv, "")
+    argv = ["--data_path", data_dir, "--batch_size", str(spec["batch"]), "--image_size", str(spec["size"]),
+            "--num_parallel_workers", str(spec["workers"])]
+    return parse_args(argv + list(extra), "")
+
+
+PIPELINE_VARIANTS = {  # what each variant adds to the default training config
+    "ours": [], "deterministic": ["--deterministic", "True"], "mix": ["--mixup", "0.8", "--cutmix", "1.0"],
+}
+
+
+def modelzoo_pipeline(cfg):
+    """The ModelZoo ResNet recipe's training pipeline, for comparison on the same files."""
+    import mindspore.dataset as ds
+    import mindspore.dataset.vision as vision
+    workers = cfg.num_parallel_workers
+    dataset = ds.ImageFolderDataset(os.path.join(cfg.data_path, cfg.train_dir), num_parallel_workers=workers,
+                                    shuffle=True)
+    ops = [vision.RandomCropDecodeResize(cfg.image_size, scale=(0.08, 1.0), ratio=(0.75, 1.333)),
+           vision.RandomHorizontalFlip(prob=0.5),
+           vision.Normalize(mean=[m * 255 for m in cfg.mean], std=[s * 255 for s in cfg.std]), vision.HWC2CHW()]
+    dataset = dataset.map(ops, input_columns="image", num_parallel_workers=workers)
+    return dataset.batch(cfg.batch_size, drop_remainder=True)
 
 
 def run_pipeline(spec):
-    """Images/s out of the training pipeline: one repetition is one pass over the folder."""
+    """Images/s out of one pipeline variant: one repetition is one pass over the folder."""
     from common.data import create_dataset
-    cfg = pipeline_config(spec["data_dir"], spec)
-    dataset = create_dataset(cfg, "train")
+    variant = spec["variant"]
+    cfg = pipeline_config(spec["data_dir"], spec, *PIPELINE_VARIANTS.get(variant, []))
+    dataset = modelzoo_pipeline(cfg) if variant == "modelzoo" else create_dataset(cfg, "train")
     batches = dataset.get_dataset_size()
     iterator = dataset.create_tuple_iterator(num_epochs=spec["warmup"] + spec["repeat"], output_numpy=True)
 
@@ -248,9 +275,57 @@ def run_pipeline(spec):
         for _ in iterator:
             pass
 
-    times = time_repeats(one_epoch, spec["repeat"], spec["warmup"], 1)
-    return {"images_per_s": summarize(times, batches * cfg.batch_size), "workers": cfg.num_parallel_workers,
-            "images": batches * cfg.batch_size, "rss_mb": peak_rss_mb()}
+    images = batches * cfg.batch_size
+    rate = summarize(time_repeats(one_epoch, spec["repeat"], spec["warmup"], 1), images)
+    rate["cpu_s_per_image"] = round(rate["cpu_s_per_step"] / images, 6)
+    return {"images_per_s": rate, "workers": cfg.num_parallel_workers if variant != "deterministic" else 1,
+            "images": images, "rss_mb": peak_rss_mb()}
+
+
+def pipeline_runs(workers):
+    """(variant, workers) pairs of one round: each worker count for ours and ModelZoo's, side by side."""
+    runs = [(variant, w) for w in workers for variant in ("modelzoo", "ours")]
+    return runs + [("deterministic", 1), ("mix", max(workers))]
+
+
+def measure_pipeline(args, spec, data_dir):
+    workers = sorted({int(w) for w in str(args.workers).split(",") if w.strip()})
+    rounds = []
+    for round_no in range(1, args.pipeline_rounds + 1):
+        results = {}
+        for variant, count in pipeline_runs(workers):
+            print(f"[pipeline] round {round_no}: {variant}, {count} worker(s) ...", flush=True)
+            results[f"{variant}/{count}"] = run_worker(
+                dict(spec, kind="pipeline", data_dir=data_dir, variant=variant, workers=count), args.timeout)
+        rounds.append(results)
+    return summarize_pipeline(rounds, workers)
+
+
+def _median_ratio(rounds, num, den):
+    values = [ratio(measured(r.get(num, {}), "images_per_s"), measured(r.get(den, {}), "images_per_s"))
+              for r in rounds]
+    values = [v for v in values if v]
+    return {"median": round(statistics.median(values), 3), "rounds": values} if values else None
+
+
+def summarize_pipeline(rounds, workers):
+    """Per variant: the first round's result; ratios median (min-max) over the rounds: to the
+    ModelZoo-style pipeline at the same worker count and to the variant's own 1-worker rate."""
+    lowest, highest = min(workers), max(workers)
+    rows = {}
+    for key, result in rounds[0].items():
+        variant, count = key.split("/")
+        row = dict(result, variant=variant)
+        if variant in ("ours", "modelzoo") and int(count) != lowest:
+            row["vs_own_lowest"] = _median_ratio(rounds, key, f"{variant}/{lowest}")
+        reference = {"ours": f"modelzoo/{count}", "deterministic": f"ours/{lowest}", "mix": f"ours/{highest}"}
+        if variant in reference:
+            row["vs_reference"] = _median_ratio(rounds, key, reference[variant])
+            row["reference"] = reference[variant]
+        rows[key] = row
+    main = rows.get(f"ours/{highest}", {})
+    return {"rows": rows, "rounds": rounds, "workers": workers, "images": main.get("images"),
+            "images_per_s": main.get("images_per_s")}
 
 
 def write_synthetic_images(root, count, num_classes=4, seed=0):
@@ -620,9 +695,7 @@ def measure(args):
             data_dir = args.pipeline
             if args.pipeline == "synthetic":
                 data_dir = write_synthetic_images(os.path.join(work, "images"), args.pipeline_images)
-            print("[pipeline] ...", flush=True)
-            report["pipeline"] = run_worker(dict(spec, kind="pipeline", data_dir=data_dir, workers=args.workers),
-                                            args.timeout)
+            report["pipeline"] = measure_pipeline(args, spec, data_dir)
             add_pipeline_ratios(report)
     report["environment"]["load_avg_end"] = load_average()
     return report
@@ -703,6 +776,8 @@ def markdown(report):
              f"{settings['threads'] or 'default'}, MindSpore {env.get('mindspore', '?')}, "
              f"load average {env.get('load_avg_start')} -> {env.get('load_avg_end')}", "",
              "img/s: median (min-max) over repetitions; RSS: peak MB of the measuring process", ""]
+    if not report["models"]:  # --models '' --pipeline ...: the pipeline alone
+        return "\n".join(lines + pipeline_table(report))
     formats = sorted({fmt for e in report["models"].values() for fmt in e.get("served", {})})
     compare = any("torch" in e for e in report["models"].values())
     header = ["model", "params (M)", "train img/s", "infer img/s"] + [f"{f.upper()} img/s" for f in formats]
@@ -736,18 +811,52 @@ def markdown(report):
     if compare:
         lines += ["", f"PyTorch {env.get('torch', '?')}, timm {env.get('timm', '?')}, eager; ratios are ours / torch "
                       "(best served: the fastest of GRAPH_MODE, MINDIR and ONNX Runtime)"]
-    pipeline = report.get("pipeline")
-    if pipeline:
-        lines.append("")
-        if "error" in pipeline:
-            lines.append(f"input pipeline: error: {pipeline['error']}")
-        else:
-            ratios = ", ".join(f"{n} {fmt_ratio(r)}" for n, r in pipeline["ratio_to_train"].items())
-            lines.append(f"input pipeline ({pipeline['workers']} workers, training transforms): "
-                         f"{fmt_rate(pipeline['images_per_s'])} img/s; pipeline / training throughput: {ratios}")
+    lines += pipeline_table(report)
     if errors:
         lines += [""] + [f"error: {e}" for e in errors]
     return "\n".join(lines)
+
+
+PIPELINE_NAMES = {"ours": "ours (`create_dataset`)", "modelzoo": "ModelZoo-style (`ImageFolderDataset` + "
+                  "`RandomCropDecodeResize`)", "deterministic": "ours, `deterministic: True`",
+                  "mix": "ours + mixup/cutmix batch map"}
+
+
+SHORT_NAMES = {"ours": "ours", "modelzoo": "ModelZoo-style"}
+
+
+def pipeline_table(report):
+    """The input pipeline table (ready for docs/performance.md)."""
+    pipeline = report.get("pipeline")
+    if not pipeline:
+        return []
+    if "error" in pipeline:
+        return ["", f"input pipeline: error: {pipeline['error']}"]
+    rounds = len(pipeline.get("rounds", [])) or 1
+    lines = ["", f"input pipeline: training split and transforms, {pipeline.get('images')} images per epoch "
+                 f"(batch {report['environment']['settings']['batch']}, {report['environment']['settings']['size']} "
+                 f"px); img/s: first round, median (min-max) of repetitions; ratios: median (min-max) of {rounds} "
+                 "round(s)", "",
+             "| pipeline | workers | img/s | CPU ms / image | vs reference (same run) | vs its 1-worker rate |",
+             "|---|---|---|---|---|---|"]
+    for key, row in pipeline.get("rows", {}).items():
+        name = PIPELINE_NAMES.get(row.get("variant"), key)
+        if "error" in row:
+            lines.append(f"| {name} | {key.split('/')[1]} | error: {row['error']} | | | |")
+            continue
+        cpu = (row["images_per_s"].get("cpu_s_per_image") or 0) * 1000
+        ref = row.get("vs_reference")
+        ref_name, ref_workers = row.get("reference", "/").split("/")
+        ref_cell = "-"
+        if ref:
+            ref_cell = f"{fmt_ratio(ref['median'], ref['rounds'])} of {SHORT_NAMES[ref_name]} at {ref_workers}"
+        own = row.get("vs_own_lowest")
+        lines.append(f"| {name} | {row['workers']} | {fmt_rate(row['images_per_s'])} | {cpu:.2f} | {ref_cell} | "
+                     f"{fmt_ratio(own['median'], own['rounds']) if own else '-'} |")
+    ratios = ", ".join(f"{n} {fmt_ratio(r)}" for n, r in pipeline.get("ratio_to_train", {}).items())
+    if ratios:
+        lines += ["", f"pipeline ({max(pipeline['workers'])} workers) / training throughput: {ratios}"]
+    return lines
 
 
 def main(argv=None):
@@ -756,8 +865,12 @@ def main(argv=None):
     if args.worker:
         worker_main(args.worker)
         return None
-    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.rounds < 1 or args.paired < 0:
-        parser.error("--repeat, --steps, --rounds and --batch must be >= 1, --warmup and --paired >= 0")
+    if args.repeat < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.rounds < 1 or args.paired < 0 \
+            or args.pipeline_rounds < 1:
+        parser.error("--repeat, --steps, --rounds, --pipeline_rounds and --batch must be >= 1, "
+                     "--warmup and --paired >= 0")
+    if not all(w.strip().isdigit() and int(w) >= 1 for w in args.workers.split(",")):
+        parser.error(f"--workers takes worker counts >= 1, comma-separated, not '{args.workers}'")
     if args.paired and not args.compare:
         parser.error("--paired times MindSpore against the PyTorch twin: it needs --compare")
     report = measure(args)

@@ -70,10 +70,12 @@ class ProgressLogger(Callback):
         self.print = print_fn
         self._step_end = None
         self._costs = []
+        self._steps_seen = None
 
     def on_train_epoch_begin(self, run_context):
         self._step_end = time.time()
         self._costs = []
+        self._steps_seen = run_context.original_args().cur_step_num
 
     def on_train_step_begin(self, run_context):
         self._step_begin = time.time()
@@ -84,7 +86,10 @@ class ProgressLogger(Callback):
         now = time.time()
         batch_cost = now - self._step_end if self._step_end else now - self._step_begin
         self._step_end = now
-        self._costs.append((batch_cost, self._reader))
+        # dataset sink mode: one call per sunk epoch, cur_step_num advanced by all its steps
+        done = max(1, cb.cur_step_num - self._steps_seen) if self._steps_seen is not None else 1
+        self._steps_seen = cb.cur_step_num
+        self._costs.append((batch_cost / done, self._reader / done))
         loss = _loss_value(cb.net_outputs)
         if not math.isfinite(loss):
             run_context.request_stop()

@@ -132,6 +132,9 @@ def setup_training(cfg, hooks):
         raise ConfigError("config error: this recipe finetunes trained weights: pass --pretrained PATH "
                           "(.ckpt/.pth/.pdparams/.safetensors) or --resume PATH; "
                           "--require_pretrained False trains from scratch")
+    if cfg.ema_decay and cfg.dataset_sink_mode and cfg.device_target != "CPU":
+        raise ConfigError("config error: ema_decay updates the average after every step; dataset_sink_mode "
+                          "True runs a whole epoch per callback: use --dataset_sink_mode False with EMA")
     out_dir = os.path.abspath(cfg.output_dir)
     check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
     rank, group_size = init_device(cfg)

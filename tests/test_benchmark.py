@@ -38,7 +38,7 @@ def _report():
     report = {"environment": {"settings": {"batch": 16, "size": 224, "device_target": "CPU", "threads": 2},
                               "mindspore": "2.10.0", "torch": "2.13.0", "timm": "1.0.31"},
               "models": {"dla34": entry},
-              "pipeline": {"images_per_s": _rate(12.0), "workers": 2}}
+              "pipeline": {"images_per_s": _rate(12.0), "workers": [1, 2]}}
     benchmark.add_pipeline_ratios(report)
     return report
 
@@ -53,6 +53,22 @@ def test_ratios_against_torch_and_training():
     assert report["pipeline"]["ratio_to_train"] == {"dla34": 4.0}  # 12 / 3
     # by CPU seconds per step, torch's / ours: 6 / 8, 2.5 / 2, 2.5 / min(2, 1.25, 2.5)
     assert report["models"]["dla34"]["cpu_ratios_vs_torch"] == {"train": 0.75, "infer": 1.25, "best_served_infer": 2.0}
+
+
+def test_pipeline_ratios_to_modelzoo_and_to_one_worker_are_medians_over_rounds():
+    def round_(zoo1, zoo2, ours1, ours2, det, mix):
+        return {"modelzoo/1": {"images_per_s": _rate(zoo1)}, "modelzoo/2": {"images_per_s": _rate(zoo2)},
+                "ours/1": {"images_per_s": _rate(ours1)}, "ours/2": {"images_per_s": _rate(ours2)},
+                "deterministic/1": {"images_per_s": _rate(det)}, "mix/2": {"images_per_s": _rate(mix)}}
+    summary = benchmark.summarize_pipeline([round_(100, 200, 100, 180, 50, 90), round_(100, 100, 80, 160, 40, 80),
+                                            round_(100, 200, 100, 200, 25, 200)], [1, 2])
+    rows = summary["rows"]
+    assert rows["ours/2"]["vs_reference"] == {"median": 1.0, "rounds": [0.9, 1.6, 1.0]}   # ours / ModelZoo at 2
+    assert rows["ours/2"]["vs_own_lowest"] == {"median": 2.0, "rounds": [1.8, 2.0, 2.0]}  # ours at 2 / ours at 1
+    assert rows["modelzoo/2"]["vs_own_lowest"]["median"] == 2.0
+    assert rows["deterministic/1"]["vs_reference"]["rounds"] == [0.5, 0.5, 0.25]
+    assert rows["mix/2"]["vs_reference"]["median"] == 0.5
+    assert summary["images_per_s"]["median"] == 180  # the first round's ours at the most workers
 
 
 def test_paired_rounds_give_the_median_ratio_and_its_range():
@@ -155,7 +171,7 @@ def test_tiny_end_to_end_run(tmp_path, repo_root):
     out = tmp_path / "bench.json"
     proc = run_script(repo_root / "benchmark.py", "--models", "dla46_c", "--batch", "2", "--size", "32",
                       "--repeat", "1", "--warmup", "1", "--threads", "2", "--export", "mindir,onnx",
-                      "--pipeline", "synthetic", "--pipeline_images", "8", "--compare", "--json", out,
+                      "--pipeline", "synthetic", "--pipeline_images", "8", "--pipeline_rounds", "1", "--compare", "--json", out,
                       env={"PYTHONPATH": str(fake)})
     assert "--compare skipped" in proc.stdout
     report = json.loads(out.read_text())
@@ -175,8 +191,13 @@ def test_tiny_end_to_end_run(tmp_path, repo_root):
     pipeline = report["pipeline"]
     assert pipeline["images"] == 8 and pipeline["images_per_s"]["median"] > 0
     assert pipeline["ratio_to_train"]["dla46_c"] > 0
+    assert set(pipeline["rows"]) == {"ours/1", "ours/2", "modelzoo/1", "modelzoo/2", "deterministic/1", "mix/2"}
+    for row in pipeline["rows"].values():
+        assert "error" not in row, row
+        assert row["images"] == 8 and row["images_per_s"]["cpu_s_per_image"] > 0
+    assert pipeline["rows"]["ours/2"]["reference"] == "modelzoo/2" and pipeline["rows"]["ours/2"]["vs_reference"]
     assert report["environment"]["settings"]["threads"] == 2
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| model"))
     assert "MINDIR img/s" in header and "ONNX img/s" in header
     assert any(line.startswith("| dla46_c |") for line in proc.stdout.splitlines())
-    assert "input pipeline (" in proc.stdout
+    assert "| ours (`create_dataset`) | 2 |" in proc.stdout

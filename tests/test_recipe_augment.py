@@ -58,8 +58,13 @@ def test_bad_auto_augment_is_refused_in_one_line(spec):
 
 @pytest.mark.parametrize("key", ["re_prob", "hflip"])
 def test_probability_out_of_range_is_refused(key):
+    # at parse time by the key table, and again where the transforms are built (callers that skip parse_args)
+    with pytest.raises(ConfigError, match=rf"'{key}' must be in \[0, 1\], got 1.5"):
+        _cfg(f"--{key}", "1.5")
+    cfg = _cfg()
+    cfg[key] = 1.5
     with pytest.raises(ConfigError, match=f"'{key}' is a probability"):
-        create_transforms(_cfg(f"--{key}", "1.5"), True)
+        create_transforms(cfg, True)
 
 
 def _first_images(cfg):

@@ -58,10 +58,15 @@ def test_switch_prob_chooses_cutmix_or_mixup():
     assert set(draws(0.5)) == {"cutmix", "mixup"}
 
 
-@pytest.mark.parametrize("argv, needle", [(["--mixup", "-1"], "'mixup' is a Beta"),
-                                          (["--mix_prob", "1.5"], "'mix_prob' is a probability")])
-def test_bad_mix_values_are_refused(demo_data, argv, needle):
-    cfg = parse_args(["--data_path", str(demo_data), "--num_classes", "10", "--image_size", "32"] + argv)
+@pytest.mark.parametrize("argv, parse_needle, needle", [
+    (["--mixup", "-1"], r"'mixup' must be in \[0, inf\), got -1", "'mixup' is a Beta"),
+    (["--mix_prob", "1.5"], r"'mix_prob' must be in \[0, 1\], got 1.5", "'mix_prob' is a probability")])
+def test_bad_mix_values_are_refused(demo_data, argv, parse_needle, needle):
+    base = ["--data_path", str(demo_data), "--num_classes", "10", "--image_size", "32"]
+    with pytest.raises(ConfigError, match=parse_needle):  # the key table, at parse time
+        parse_args(base + argv)
+    cfg = parse_args(base)  # and where the batch map is built, for callers that skip parse_args
+    cfg[argv[0][2:]] = float(argv[1])
     with pytest.raises(ConfigError, match=needle):
         create_dataset(cfg, "train")
 

@@ -1,5 +1,6 @@
 """Datasets and transforms shared by every family."""
-from common.data.dataset import ImageSource, create_dataset, read_rgb
+from common.data.dataset import ImageSource, create_dataset
+from common.data.image_file import read_rgb
 from common.data.samples import DatasetError, class_names, dataset_samples
 from common.data.transforms import create_transforms
 

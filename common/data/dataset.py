@@ -1,60 +1,95 @@
 """``mindspore.dataset`` pipelines over (path, label) samples, sharded by rank.
 
+Every split: a Python source that only reads the files (``ImageSource``: bytes, checked by
+``common.data.image_file``), then ``map`` with MindSpore's C++ ``Decode`` /
+``RandomCropDecodeResize`` and the configured augmentation in ``num_parallel_workers`` threads
+(C++ ops: no GIL, so workers scale). An unreadable image is reported once by path and dropped from
+the epoch (a ``filter`` before decoding), so every good image of the epoch is still seen exactly
+once; the epoch then has fewer samples than files (its last batch may be missing). In dataset
+sink mode (Ascend/GPU) the device needs every epoch's batches, so there the next readable file
+stands in for an unreadable one instead.
+
 With ``deterministic: True`` the training pipeline is a function of (seed, epoch) only, so a run
 resumed after epoch k sees exactly the batches an uninterrupted run sees in epoch k+1:
 ``EpochKeySampler`` draws epoch e's order from (seed, e) and hands each sample a key that
-encodes its slot in the run; ``SeededImageSource`` augments each sample with the dataset seed
-set from (seed, rank, slot), and mixup/cutmix seed each batch from its first key. (MindSpore's
-own random ops draw from one stream per pipeline, which a restart would start over.)
+encodes its slot in the run; ``SeededImageSource`` decodes and augments each sample with the
+dataset seed set from (seed, rank, slot), and mixup/cutmix seed each batch from its first key.
+(MindSpore's own random ops draw from one stream per pipeline, which a restart would start over.)
+That path runs the ops one sample at a time in one Python worker: slower (see benchmark.py).
 """
 import logging
+import os
+import threading
 
 import numpy as np
 import mindspore.dataset as ds
-from PIL import Image
+import mindspore.dataset.vision as vision
 
+from common.data.image_file import read_encoded
 from common.data.mix import MixBatch, mix_enabled
 from common.data.samples import DatasetError, dataset_samples
 from common.data.transforms import create_transforms
 
 _logger = logging.getLogger(__name__)
-# How many following samples an unreadable image may be replaced by before we give up.
+_NO_LABEL = np.int32(-1)  # marks a sample whose file could not be read; filtered out before decoding
+_NO_IMAGE = np.zeros(1, np.uint8)
+# How many list entries are checked for existence up front (a wrong data_path fails in one line).
+_CHECKED_ENTRIES = 32
+# Sink mode: how many following files may stand in for an unreadable one.
 _MAX_SUBSTITUTES = 16
+# Unreadable images named one by one; after that only counted (a wrong root must not flood the log).
+_MAX_REPORTED = 100
 
 
-def read_rgb(path):
-    """An image file as an HWC uint8 RGB array; raises ``DatasetError`` naming the path."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DatasetError(f"unreadable image {path}: {err}") from None
+class SkipReport:
+    """Reports each unreadable file once per process, by path (one log line)."""
+    _lock = threading.Lock()
+    _seen = set()
+
+    @classmethod
+    def report(cls, err, path):
+        with cls._lock:
+            if path in cls._seen:
+                return
+            cls._seen.add(path)
+            count = len(cls._seen)
+        if count <= _MAX_REPORTED:
+            _logger.warning("skipping %s", err)
+        if count == _MAX_REPORTED:
+            _logger.warning("%d unreadable images skipped; further ones are skipped without a line each", count)
 
 
 class ImageSource:
-    """Random-access source: decodes with PIL so that a corrupt file is reported by path.
+    """Random-access source of (encoded image bytes, label): no decoding here (the C++ map does it).
 
-    An unreadable image is logged once (with its path) and replaced by the next readable one,
-    so one bad file in a million does not stop an epoch."""
+    An unreadable file is reported by path and yields label -1, which the pipeline filters out;
+    with ``substitute`` the next readable file is yielded instead (dataset sink mode: the device
+    runs a fixed number of steps per epoch, and an epoch short of a batch would leave it waiting)."""
 
-    def __init__(self, samples):
-        self.samples = samples
+    def __init__(self, samples, substitute=False):
+        self.samples, self.substitute = samples, substitute
 
     def __len__(self):
         return len(self.samples)
 
     def __getitem__(self, index):
-        return self.read(index)
-
-    def read(self, index):
-        for offset in range(_MAX_SUBSTITUTES):
+        for offset in range(_MAX_SUBSTITUTES if self.substitute else 1):
             path, label = self.samples[(index + offset) % len(self.samples)]
             try:
-                return read_rgb(path), np.int32(label)
+                return read_encoded(path), np.int32(label)
             except DatasetError as err:
-                _logger.warning("skipping %s", err)
-                print(f"WARNING: skipping {err}", flush=True)
-        raise DatasetError(f"{_MAX_SUBSTITUTES} unreadable images in a row from {self.samples[index][0]}")
+                SkipReport.report(err, path)
+        if self.substitute:
+            raise DatasetError(f"{_MAX_SUBSTITUTES} unreadable images in a row from {self.samples[index][0]}")
+        return _NO_IMAGE, _NO_LABEL
+
+
+def check_list_entries(samples, source):
+    """A list file whose first entries all miss is a wrong ``data_path``: one line, not a log flood."""
+    head = samples[:_CHECKED_ENTRIES]
+    if not any(os.path.exists(path) for path, _ in head):
+        raise DatasetError(f"none of the first {len(head)} images listed in {source} exists "
+                           f"(first: {head[0][0]}); check data_path")
 
 
 def sample_seed(seed, rank, slot):
@@ -97,19 +132,35 @@ class EpochKeySampler(ds.Sampler):
 
 class SeededImageSource(ImageSource):
     """``ImageSource`` taking ``EpochKeySampler`` keys: decodes and augments each sample with
-    the dataset seed set from (seed, rank, slot); yields (image, label, key)."""
+    the dataset seed set from (seed, rank, slot); yields (CHW image, label, key)."""
 
-    def __init__(self, samples, transforms, seed, rank=0):
+    def __init__(self, samples, transforms, seed, rank=0, image_size=224):
         super().__init__(samples)
-        self.transforms, self.seed, self.rank = transforms, int(seed), int(rank)
+        self.transforms, self.seed, self.rank = [vision.Decode()] + transforms, int(seed), int(rank)
+        self.unreadable = np.zeros((3, image_size, image_size), np.float32)
 
     def __getitem__(self, key):
         slot, index = divmod(int(key), len(self.samples))
-        image, label = self.read(index)
+        image, label = super().__getitem__(index)
+        if label < 0:
+            return self.unreadable, label, np.int64(key)
         ds.config.set_seed(sample_seed(self.seed, self.rank, slot))
-        for op in self.transforms:
-            image = op(image)
+        try:
+            for op in self.transforms:
+                image = op(image)
+        except RuntimeError:  # passed the file checks, refused by C++ Decode: named here too
+            path = self.samples[index][0]
+            SkipReport.report(DatasetError(f"unreadable image {path}: MindSpore's Decode refused it"), path)
+            return self.unreadable, _NO_LABEL, np.int64(key)
         return image, label, np.int64(key)
+
+
+def _readable(label):
+    return bool(label >= 0)
+
+
+def _batches(rows, batch, drop_remainder):
+    return rows // batch if drop_remainder else -(-rows // batch)
 
 
 def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=None, shuffle=None,
@@ -123,9 +174,11 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
     epoch a mid-epoch checkpoint was saved in (used for that one epoch)."""
     is_training = split == "train"
     samples = dataset_samples(cfg, split)
+    list_key = "cls_label_path_train" if is_training else "cls_label_path_val"
+    if cfg[list_key]:
+        check_list_entries(samples, cfg[list_key])
     shuffle = is_training if shuffle is None else shuffle
     workers = max(1, int(cfg.num_parallel_workers))
-    transforms = create_transforms(cfg, is_training)
     batch = batch_size or (cfg.batch_size if is_training else (cfg.eval_batch_size or cfg.batch_size))
     if is_training and len(samples) // group_size < batch:
         raise DatasetError(f"{split} split has {len(samples)} images for {group_size} rank(s): "
@@ -141,8 +194,10 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
                                f"not {type(sampler).__name__}")
         key_sampler = EpochKeySampler(len(samples), cfg.seed, rank, group_size, shuffle, start_epoch, inner=sampler,
                                       skip=skip_samples)
-        dataset = ds.GeneratorDataset(SeededImageSource(samples, transforms, cfg.seed, rank), columns + ["key"],
-                                      sampler=key_sampler, num_parallel_workers=1, python_multiprocessing=False)
+        source = ds.GeneratorDataset(
+            SeededImageSource(samples, create_transforms(cfg, is_training), cfg.seed, rank, cfg.image_size),
+            columns + ["key"], sampler=key_sampler, num_parallel_workers=1, python_multiprocessing=False)
+        dataset = source.filter(_readable, input_columns=["label"], num_parallel_workers=1)
     else:
         if skip_samples:
             from common.data.resume import ShardSampler, SkipSampler
@@ -151,12 +206,28 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
         kwargs = dict(sampler=sampler) if sampler is not None else dict(
             shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
             shard_id=rank if group_size > 1 else None)
-        dataset = ds.GeneratorDataset(ImageSource(samples), columns, num_parallel_workers=workers,
-                                      python_multiprocessing=False, **kwargs)
-        dataset = dataset.map(transforms, input_columns="image", num_parallel_workers=workers)
+        # Reading is ~5% of a decode's CPU, and Python reader threads contend for the GIL (2 readers
+        # were slower than 1 beside 2 decode workers on 2 cores): one reader per 4 decode workers.
+        sunk = is_training and cfg.dataset_sink_mode and cfg.device_target != "CPU"  # MindSpore sinks off CPU
+        source = ds.GeneratorDataset(ImageSource(samples, substitute=sunk), columns,
+                                     num_parallel_workers=max(1, workers // 4), python_multiprocessing=False, **kwargs)
+        # A file that passes ImageSource's checks and still fails C++ Decode (rare: damaged
+        # entropy-coded data that libjpeg refuses) is dropped by MindSpore, which logs it (no path).
+        # Measured in 2.10: SKIP drops exactly that sample here (empty/truncated files, where SKIP
+        # itself misbehaves, never reach the decoder).
+        ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
+        # one filter thread: a label test per row; MindSpore's default would start up to 8 Python threads
+        dataset = source if sunk else source.filter(_readable, input_columns=["label"], num_parallel_workers=1)
+        dataset = dataset.map(create_transforms(cfg, is_training, decode=True), input_columns="image",
+                              num_parallel_workers=workers)
+    rows = source.get_dataset_size()  # before the filter: known without reading the data
     dataset = dataset.batch(batch, drop_remainder=is_training, num_parallel_workers=workers)
     if is_training and mix_enabled(cfg):
         mix_columns = columns + ["key"] if keyed else columns
         dataset = dataset.map(MixBatch.from_config(cfg, rank), input_columns=mix_columns,
                               output_columns=mix_columns, num_parallel_workers=1)
-    return dataset.project(columns) if keyed else dataset
+    dataset = dataset.project(columns) if keyed else dataset
+    # The filter makes MindSpore count batches by reading the whole epoch; the file count gives
+    # it (an epoch with unreadable images may end a batch early).
+    dataset.dataset_size = _batches(rows, batch, is_training)
+    return dataset

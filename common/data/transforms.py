@@ -20,17 +20,21 @@ def eval_resize_size(image_size, crop_pct):
     return int(image_size / crop_pct)
 
 
-def create_transforms(cfg, is_training):
-    """HWC uint8 RGB -> normalised CHW float32. Training adds the configured augmentation."""
+def create_transforms(cfg, is_training, decode=False):
+    """HWC uint8 RGB -> normalised CHW float32. Training adds the configured augmentation.
+
+    ``decode``: the input is the encoded file (1-D uint8); training then crops while decoding
+    (``RandomCropDecodeResize`` decodes only the crop's part of a JPEG, the ModelZoo way)."""
     size, inter = cfg.image_size, _interpolation(cfg.interpolation)
     normalize = vision.Normalize(mean=[m * 255 for m in cfg.mean], std=[s * 255 for s in cfg.std])
     if not is_training:
-        return [vision.Resize(eval_resize_size(size, cfg.crop_pct), inter), vision.CenterCrop(size),
-                normalize, vision.HWC2CHW()]
+        return [vision.Decode()] * decode + [vision.Resize(eval_resize_size(size, cfg.crop_pct), inter),
+                                             vision.CenterCrop(size), normalize, vision.HWC2CHW()]
     for key in ("hflip", "re_prob"):
         if not 0.0 <= cfg[key] <= 1.0:
             raise ConfigError(f"config error: '{key}' is a probability in [0, 1], got {cfg[key]}")
-    ops = [vision.RandomResizedCrop(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), interpolation=inter)]
+    crop = vision.RandomCropDecodeResize if decode else vision.RandomResizedCrop
+    ops = [crop(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), interpolation=inter)]
     if cfg.hflip > 0:
         ops.append(vision.RandomHorizontalFlip(cfg.hflip))
     ops += _auto_augment(cfg.auto_augment, inter)
