@@ -10,8 +10,9 @@ import common  # noqa: F401  (CPU fast path first)
 import mindspore as ms
 
 from common.config import parse_args
-from common.engine import Trainer, run_main, train
+from common.engine import run_main, train
 from common.family import TaskHooks
+from common.trainer import Trainer
 from conftest import run_script
 
 STEPS, BATCH = 5, 12  # 60 training images
@@ -42,7 +43,7 @@ ema_decay: 0.9
 def loop_trainer(cfg, setup):
     """A trainer that does not go through mindspore's Model, as THOR's does."""
     from mindspore import nn
-    from common.engine import eval_model
+    from common.trainer import eval_model
     from common.loop import run_loop
     optimizer = nn.Momentum(setup.net.trainable_params(), ms.Tensor(np.array(setup.lr, np.float32)), 0.9,
                             weight_decay=cfg.weight_decay)
@@ -129,7 +130,8 @@ def test_thor_trainer_checkpoint_resumes_into_a_new_thor_trainer(repo_root, tmp_
     (weights, THOR statistics, both optimizers' state) loads back through the shared --resume."""
     from mindspore import Tensor
     from common.checkpoint import save_checkpoint_atomic
-    from common.engine import TrainSetup, _set_optimizer_step, resume_training
+    from common.engine import _set_optimizer_step, resume_training
+    from common.trainer import TrainSetup
     from common.training_state import ResumePoint
     from multigrain.src.task import EXTRA_DEFAULTS, HOOKS
     from multigrain.src.thor import thor_trainer

@@ -51,7 +51,7 @@ def _check_thor(cfg):
 
 def create_trainer(cfg, setup):
     """THOR configs train with THOR's optimizer and step, the others with the shared trainer."""
-    from common.engine import model_trainer
+    from common.trainer import model_trainer
     from multigrain.src.thor import thor_trainer
     return (thor_trainer if is_thor(cfg) else model_trainer)(cfg, setup)
 

@@ -111,7 +111,7 @@ def thor_trainer(cfg, setup):
     """The THOR optimizer and step for ``common.engine.train`` (a ``TaskHooks.create_trainer``): the shared
     setup, resume, EMA, counters, checkpoints and eval run around it. What THOR cannot do is refused
     earlier, in ``multigrain.src.task.check_config``."""
-    from common.engine import Trainer, eval_model
+    from common.trainer import Trainer, eval_model
     from common.training_state import ResumePoint
     from multigrain.src.lr_generator import multigrain_damping, multigrain_lr
 
