@@ -6,8 +6,8 @@ import time
 import numpy as np
 import mindspore as ms
 
-from common.convert import WeightsError, convert_state_dict
-from common.weights import naming_of, read_state_dict
+from common.convert import WeightsError, checkpoint_optional, convert_state_dict
+from common.weights import load_checkpoint_file, naming_of, read_state_dict  # noqa: F401  (importable from here)
 
 _logger = logging.getLogger(__name__)
 # What the trainer records with a training checkpoint besides epoch_num/step_num (0 when absent:
@@ -59,7 +59,7 @@ def load_weights(net, path, arch=None, allow_new_head=False, unused=()):
     params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in weights.items()}
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
     not_loaded = [n for n in not_loaded if n not in unused]
-    optional = getattr(net, "checkpoint_optional", ())
+    optional = checkpoint_optional(net)
     for name in [n for n in not_loaded if n in optional]:
         _logger.warning("%s has no %s: kept as configured (%s)", path, name, net.parameters_dict()[name].asnumpy())
     not_loaded = [n for n in not_loaded if n not in skipped and n not in optional]
@@ -70,7 +70,7 @@ def load_weights(net, path, arch=None, allow_new_head=False, unused=()):
 
 def _match_native(state, net, head, path, arch, unused=()):
     missing, bad_shape, skipped, weights = [], [], [], {}
-    optional = getattr(net, "checkpoint_optional", ())  # load_weights says which were kept as configured
+    optional = checkpoint_optional(net)  # load_weights says which were kept as configured
     for param in net.get_parameters():
         value = state.get(param.name)
         if value is None:
@@ -164,21 +164,6 @@ def _fsync(path):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def load_checkpoint_file(path, **kwargs):
-    """``ms.load_checkpoint`` with a one-line ``WeightsError`` for a missing, empty, truncated or
-    foreign file (MindSpore's own text is a paragraph about protobuf)."""
-    if not os.path.isfile(path):
-        raise WeightsError(f"checkpoint not found: {path}")
-    size = os.path.getsize(path)
-    if size == 0:
-        raise WeightsError(f"{path} is empty (0 bytes): a save that did not finish? Use an earlier checkpoint")
-    try:
-        return ms.load_checkpoint(path, **kwargs)
-    except Exception as err:  # pylint: disable=broad-except  # ValueError/RuntimeError/DecodeError
-        raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, "
-                           f".pdparams): truncated, or another format") from None
 
 
 def read_training_state(path):

@@ -18,6 +18,9 @@ import yaml
 from common.builder import DATA_KEYS, IMAGENET_MEAN, IMAGENET_STD, resolve_data_config
 from common.errors import ConfigError  # noqa: F401  (importable from here, as before)
 from common.lr import SCHEDULES
+# PaddleClas DLA yamls are read as ours (aliases, sections); ALIASES and PADDLE_* stay importable from here
+from common.paddle import (ALIASES, PADDLE_IGNORED, PADDLE_MIXUP_ALPHA,  # noqa: F401
+                           flatten_paddle_sections, translate_key)
 
 # key: (default, help). Sections as comments; the README documents every key.
 DEFAULTS = {
@@ -169,30 +172,6 @@ RANGES = {
     "topk": "[1, inf)",
 }
 
-# PaddleClas DLA names -> ours (so a Paddle user's values carry over); the nested sections of a
-# PaddleClas yaml (ARCHITECTURE, LEARNING_RATE, OPTIMIZER, TRAIN, VALID) are translated by
-# common.paddle_config. ``topk`` has the same name in both.
-ALIASES = {"classes_num": "num_classes", "epochs": "epoch_size", "ls_epsilon": "label_smooth_factor",
-           "pretrained_model": "pretrained", "checkpoints": "resume", "save_interval": "save_checkpoint_epochs",
-           "valid_interval": "eval_interval", "validate": "eval_during_train", "model_save_dir": "output_dir",
-           "image_shape": "image_size", "use_mix": "mixup"}
-PADDLE_MIXUP_ALPHA = 0.2  # PaddleClas's MixupOperator alpha in its ImageNet configs
-
-
-def _paddle_bool(value):
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes")
-
-
-# image_shape [3,H,W] -> H; use_mix: True -> mixup alpha 0.2; ls_epsilon -1 (Paddle's "off") -> 0.
-_ALIAS_VALUE = {"image_shape": lambda v: int(v[-1]) if isinstance(v, (list, tuple)) else int(v),
-                "use_mix": lambda v: PADDLE_MIXUP_ALPHA if _paddle_bool(v) else 0.0,
-                "ls_epsilon": lambda v: max(float(v), 0.0)}
-# Paddle keys without an effect here, accepted so that a Paddle yaml loads: key -> why.
-PADDLE_IGNORED = {"total_images": "the image count comes from the data",
-                  "last_epoch": "the epoch to continue after is read from the --resume checkpoint",
-                  "use_distillation": "no distillation here (True is refused)"}
-# Paddle's ``mode`` is the run mode (train/valid/...), ours the MindSpore execution mode.
-PADDLE_RUN_MODES = ("train", "valid", "eval", "test", "infer")
 EXECUTION_MODES = ("GRAPH", "PYNATIVE")
 
 
@@ -248,16 +227,10 @@ def _coerce(key, value, default):
 
 def _apply(cfg, defaults, items, where):
     for key, value in items:
-        if key in PADDLE_IGNORED:
-            if key == "use_distillation" and _paddle_bool(value):
-                raise ConfigError(f"config error: use_distillation: True in {where}: distillation is not supported")
+        translated = translate_key(key, value, where)  # a PaddleClas key read as ours, or None: no effect here
+        if translated is None:
             continue
-        if key == "mode" and str(value).lower() in PADDLE_RUN_MODES:
-            continue  # PaddleClas run mode: the script you run decides that here
-        if key in ALIASES:
-            if key in _ALIAS_VALUE:
-                value = _ALIAS_VALUE[key](yaml.safe_load(value) if isinstance(value, str) else value)
-            key = ALIASES[key]
+        key, value = translated
         if key not in defaults:
             raise ConfigError(f"config error: unknown key '{key}' in {where}{_closest(key, defaults)}")
         cfg[key] = _coerce(key, value, defaults[key][0])
@@ -326,7 +299,6 @@ def parse_args(argv=None, default_config="", extra_defaults=None):
         raise ConfigError(f"config error: unknown option '--{bad}'{_closest(bad, defaults)}")
     given = Config()  # what the yaml and the command line set (an alias sets its key: image_shape -> image_size)
     if args.config_path:
-        from common.paddle_config import flatten_paddle_sections
         _apply(given, defaults, flatten_paddle_sections(load_yaml(args.config_path), args.config_path),
                args.config_path)
     cli = [(k[len("alias__"):] if k.startswith("alias__") else k, v)

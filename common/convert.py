@@ -1,25 +1,24 @@
 """Map a foreign state_dict (timm / official PyTorch / PaddleClas) onto a MindSpore net, strictly.
 
 The nets keep the source frameworks' dotted names, so one rule covers every family:
-BatchNorm's torch ``weight/bias/running_mean/running_var`` or paddle ``weight/bias/_mean/_variance``
-become MindSpore's ``gamma/beta/moving_mean/moving_variance``; 2-D (Linear) weights from
-paddle, stored ``[in, out]``, are transposed. A model can rename source keys first with a
-module-level ``SOURCE_KEY_MAPS = {source: fn}`` (``fn(key) -> our torch-style key or None``).
-Strict: every parameter of the net is filled with the right shape and every source key is
-used or explicitly ignored, otherwise ``ValueError`` lists what did not fit.
+BatchNorm's torch ``weight/bias/running_mean/running_var`` become MindSpore's
+``gamma/beta/moving_mean/moving_variance``. A PaddleClas state_dict is first read as its torch
+equivalent (``common.paddle``: BN statistic names, Linear weights stored ``[in, out]``). A family
+renames source keys first with its record's ``weight_maps = {source: fn}`` (``fn(key) -> our
+torch-style key or None``) and names the parameters a source may lack in ``checkpoint_optional``
+(``common.family``). Strict: every parameter of the net is filled with the right shape and every
+source key is used or explicitly ignored, otherwise ``WeightsError`` lists what did not fit.
 """
-import sys
-
 import numpy as np
 
-
-
 from common.errors import WeightsError  # noqa: F401  (importable from here, as before)
+from common.family import family_of_net
+from common.paddle import paddle_to_torch_state_dict
 
 
 IGNORED_SOURCE_SUFFIXES = ("num_batches_tracked", "StructuredToParameterName@@")
 _BN_RENAMES = {"gamma": ("weight",), "beta": ("bias",),
-               "moving_mean": ("running_mean", "_mean"), "moving_variance": ("running_var", "_variance")}
+               "moving_mean": ("running_mean",), "moving_variance": ("running_var",)}
 
 
 def _is_batchnorm_param(net_param_names, name):
@@ -34,16 +33,26 @@ def _source_candidates(name, is_bn):
 
 
 def source_key_map(net, source):
-    """The model family's renaming function for ``source`` (identity when it has none)."""
-    module = sys.modules.get(type(net).__module__)
-    maps = getattr(module, "SOURCE_KEY_MAPS", {}) if module else {}
-    return maps.get(source, lambda key: key)
+    """The net's family's renaming function for ``source`` (identity when it has none)."""
+    record = family_of_net(net)
+    return (record.weight_maps if record else {}).get(source, lambda key: key)
+
+
+def checkpoint_optional(net):
+    """Parameters of ``net`` a weights file may lack (kept as configured): its family's, else none."""
+    record = family_of_net(net)
+    return record.checkpoint_optional if record else ()
 
 
 def convert_state_dict(state, net, source="torch", skip_prefixes=()):
     """``{our parameter name: array}`` for ``net`` from the foreign ``state``.
 
     ``skip_prefixes`` names our parameters that may stay unfilled (a re-initialised head)."""
+    if source == "paddle":
+        try:
+            state, _ = paddle_to_torch_state_dict(state)  # now torch-named and torch-laid-out
+        except ValueError as err:  # two keys onto one: a user's file, one line
+            raise WeightsError(f"weights do not fit this architecture — {err}") from None
     rename = source_key_map(net, source)
     renamed, ignored = {}, []
     for key, value in state.items():
@@ -54,11 +63,9 @@ def convert_state_dict(state, net, source="torch", skip_prefixes=()):
             ignored.append(key)
             continue
         value = np.asarray(value)
-        if source == "paddle" and value.ndim == 2:  # paddle Linear stores [in, out]; square ones too
-            value = np.ascontiguousarray(value.T)
         renamed[new_key] = (key, value)
     params = {p.name: p for p in net.get_parameters()}
-    optional = getattr(net, "checkpoint_optional", ())  # may be absent from a source: kept as configured
+    optional = checkpoint_optional(net)
     out, missing, bad_shape, used = {}, [], [], set()
     for name, param in params.items():
         src = next((c for c in _source_candidates(name, _is_batchnorm_param(params, name)) if c in renamed), None)

@@ -12,7 +12,7 @@ import pytest
 import common  # noqa: F401  (CPU fast path before the first MindSpore op)
 from common import create_model, list_models
 from common.convert import convert_state_dict
-from common.paddle_maps import PADDLE_ARCHS
+from common.paddle import PADDLE_ARCHS
 
 VARIANTS = {**PADDLE_ARCHS, "PeleeNet_c37": "peleenet", "PeleeNet_flytocc": "peleenet",
             "PeleeNet_flytocc_c37": "peleenet"}

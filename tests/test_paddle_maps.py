@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from common.paddle_maps import (PADDLE_ARCHS, PADDLE_IGNORED_KEYS, PADDLE_KEY_MAPS, paddle_array_to_torch,
-                                paddle_to_official_peleenet_key, paddle_to_timm_dla_key,
-                                paddle_to_torch_state_dict)
+from common.paddle import (PADDLE_ARCHS, PADDLE_IGNORED_KEYS, PADDLE_KEY_MAPS, paddle_array_to_torch,
+                           paddle_key_to_torch as paddle_to_official_peleenet_key,
+                           paddle_key_to_torch as paddle_to_timm_dla_key, paddle_to_torch_state_dict)
 from common.weights.paddle_reader import read_pdparams
 
 # fixture model -> reference model it must load into (PeleeNet: PaddleClas and flytocc ports)

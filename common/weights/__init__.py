@@ -50,7 +50,7 @@ def read_state_dict(path):
     """``(state, fmt)``: the file's tensors as numpy arrays and the format detected.
 
     Readers' refusals (unsafe pickles, unreadable files) come back as ``WeightsError``."""
-    from common.convert import WeightsError
+    from common.errors import WeightsError
     fmt = sniff_format(path)
     try:
         return _read(path, fmt), fmt
@@ -80,8 +80,24 @@ def _read(path, fmt):
 
 
 def _read_mindspore(path):
-    from common.checkpoint import load_checkpoint_file  # one-line errors for empty/truncated files
     return {k: v.asnumpy() for k, v in load_checkpoint_file(path).items()}
+
+
+def load_checkpoint_file(path, **kwargs):
+    """``ms.load_checkpoint`` with a one-line ``WeightsError`` for a missing, empty, truncated or
+    foreign file (MindSpore's own text is a paragraph about protobuf)."""
+    import mindspore as ms  # here, not at the top: reading a .pth or .pdparams needs no MindSpore
+    from common.errors import WeightsError
+    if not os.path.isfile(path):
+        raise WeightsError(f"checkpoint not found: {path}")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes): a save that did not finish? Use an earlier checkpoint")
+    try:
+        return ms.load_checkpoint(path, **kwargs)
+    except Exception as err:  # pylint: disable=broad-except  # ValueError/RuntimeError/DecodeError
+        raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, "
+                           f".pdparams): truncated, or another format") from None
 
 
 def describe(state):
