@@ -3,7 +3,7 @@ optional checkpoint keys and default config, in one place.
 
 A family registers it in its ``src/__init__.py``: ``FAMILY = register_family(Family(...))``. The spine
 finds it by model name (``family_of``, ``hooks_for``); it never names a family. Which family folders
-exist is listed above ``common``, in the top-level ``families.py`` (see ``common.registry``).
+exist is listed above ``common``, in the top-level ``families.py`` (see ``import_families``).
 This module imports no MindSpore, so a model file can import it without loading the trainer.
 """
 import dataclasses
@@ -44,11 +44,8 @@ class Family:
 
 
 def register_family(record):
-    """Register ``record``; its models must be registered and owned by no other family."""
-    from common.registry import _MODELS  # family -> registry only; the registry never imports this eagerly
-    unknown = [m for m in record.models if m not in _MODELS]
-    if unknown:
-        raise ValueError(f"family {record.name}: models not registered: {', '.join(unknown)}")
+    """Register ``record``; its models must be owned by no other family (that they are registered
+    models is checked by ``common.registry`` once it has loaded the families)."""
     for model in record.models:
         owner = _OWNER.get(model)
         if owner is not None and owner != record.name:
@@ -66,9 +63,24 @@ def register_family(record):
     return record
 
 
-def _load_all():
-    from common.registry import _import_families
-    _import_families()
+def import_families():
+    """Import every model family listed in the top-level ``families.py`` (``FAMILIES = ("dla", ...)``),
+    so that its entrypoints and its record are registered.
+
+    Done lazily (not at ``import common``), and by name from that list (plugin discovery), so that
+    ``common`` names no family; without a ``families`` module (common used as a bare library) nothing
+    is loaded. This module imports nothing of ``common``: the registry and the weight loaders import it."""
+    try:
+        listing = importlib.import_module("families")
+    except ModuleNotFoundError as err:
+        if err.name != "families":
+            raise
+        return
+    for family in listing.FAMILIES:
+        importlib.import_module(f"{family}.src")
+
+
+_load_all = import_families
 
 
 def families():

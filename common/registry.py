@@ -29,21 +29,14 @@ def pretrained_cfg(name):
 
 
 def _import_families():
-    """Import every model family listed in the top-level ``families.py`` (``FAMILIES = ("dla", ...)``),
-    so that its entrypoints and its ``common.family`` record are registered.
-
-    Done lazily (not at ``import common``), and by name from that list (plugin discovery), so that
-    ``common`` names no family; without a ``families`` module (common used as a bare library) nothing
-    is loaded."""
-    import importlib
-    try:
-        listing = importlib.import_module("families")
-    except ModuleNotFoundError as err:
-        if err.name != "families":
-            raise
-        return
-    for family in listing.FAMILIES:
-        importlib.import_module(f"{family}.src")
+    """Load the families listed in the top-level ``families.py`` (``common.family.import_families``)
+    and check that every model a family record names is a registered one."""
+    from common.family import families, import_families
+    import_families()
+    for record in families():
+        unknown = [m for m in record.models if m not in _MODELS]
+        if unknown:
+            raise ValueError(f"family {record.name}: models not registered: {', '.join(unknown)}")
 
 
 def list_models(filter=""):  # pylint: disable=redefined-builtin

@@ -86,7 +86,7 @@ def render():
     out += ["", "Sections `ARCHITECTURE` (name), `LEARNING_RATE` (function, lr, decay_epochs, gamma, "
             "warmup_epoch, end_lr, power), `OPTIMIZER` (function, momentum, L2 factor), `TRAIN`/`VALID` "
             "(batch_size, num_workers, file_list, data_dir, mix operators) are translated by "
-            "`common/paddle_config.py`; their `transforms` are ignored with a warning.", ""]
+            "`common/paddle.py`; their `transforms` are ignored with a warning.", ""]
     return "\n".join(out)
 
 

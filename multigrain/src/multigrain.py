@@ -83,14 +83,8 @@ def _from_torch_resnet(key):
     return "end_point." + key[len("fc."):] if key.startswith("fc.") else key
 
 
-SOURCE_KEY_MAPS = {"torch": _from_torch_resnet}
-
-
 class MultiGrain(nn.Cell):
     """ResNet trunk -> GeM -> embedding -> fc classifier; see the module docstring."""
-
-    # GeM's p may be absent from a checkpoint (a ModelZoo ResNet-50 has no pool.p): keep the configured p
-    checkpoint_optional = ("pool.p",)
 
     def __init__(self, layer_nums=(3, 4, 6, 3), num_classes=1001, gem_p=3.0, gem_eps=1e-6,
                  zero_init_last_bn=False, drop_rate=0.0):
