@@ -24,14 +24,23 @@ def fixtures_dir():
     return FIXTURES
 
 
-@pytest.fixture
-def graph_mode():
-    """MindSpore GRAPH_MODE for one test, the previous mode restored after it."""
+def _in_mode(name):
+    """MindSpore's execution mode ``name`` for one test, the previous mode restored after it."""
     import mindspore as ms
     previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=getattr(ms, name))
     yield
     ms.set_context(mode=previous)
+
+
+@pytest.fixture
+def graph_mode():
+    yield from _in_mode("GRAPH_MODE")
+
+
+@pytest.fixture
+def pynative_mode():
+    yield from _in_mode("PYNATIVE_MODE")
 
 
 @pytest.fixture(scope="session")

@@ -13,17 +13,9 @@ HEAVY = {"dla60", "dla60x", "dla102", "dla102x", "dla102x2", "dla169", "multigra
 NUM_CLASSES = 7
 
 
-@pytest.fixture
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
                                   for n in list_models()])
-def test_model_contract(name, pynative):
+def test_model_contract(name, pynative_mode):
     net = create_model(name, num_classes=NUM_CLASSES)
     record = family_of(name)
     assert record is not None and name in record.models
