@@ -358,15 +358,6 @@ def _cap_workers(cfg):
         cfg.num_parallel_workers = cores
 
 
-def run_with_config_errors(main_fn):
-    """Call ``main_fn()``; a ConfigError prints its one line to stderr and exits 2."""
-    try:
-        return main_fn()
-    except ConfigError as err:
-        print(err.message, file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def save_args(cfg, path, rank=0):
     """Write the resolved config next to the outputs (rank 0 only)."""
     if rank != 0:

@@ -80,24 +80,22 @@ def import_families():
         importlib.import_module(f"{family}.src")
 
 
-_load_all = import_families
-
 
 def families():
     """Every registered family record, in registration order."""
-    _load_all()
+    import_families()
     return tuple(_FAMILIES.values())
 
 
 def family_by_name(name):
     """The record called ``name``, or None."""
-    _load_all()
+    import_families()
     return _FAMILIES.get(name)
 
 
 def family_of(model):
     """The record owning model ``model``, or None."""
-    _load_all()
+    import_families()
     owner = _OWNER.get(model)
     return _FAMILIES.get(owner) if owner else None
 
