@@ -11,13 +11,12 @@ from common.data import create_dataset, dataset_samples
 
 def sharded_val_dataset(cfg, rank, group_size):
     """(this rank's val dataset, its image count, the total image count)."""
-    import mindspore.dataset as ds
     from common.data import DatasetError
     total = len(dataset_samples(cfg, "val"))
     if total < group_size:
         raise DatasetError(f"the val split has {total} images: fewer than the {group_size} ranks evaluating it")
     indices = list(range(rank, total, group_size))
-    return create_dataset(cfg, "val", sampler=ds.SubsetSampler(indices)), len(indices), total
+    return create_dataset(cfg, "val", sampler=indices), len(indices), total
 
 
 def sum_over_ranks(result, local_count):

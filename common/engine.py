@@ -186,13 +186,20 @@ def _train_datasets(cfg, hooks, rank, group_size, point, accumulation):
         raise DatasetError("the training split gives no full batch" + (
             f" x {accumulation} accumulation steps" if accumulation > 1 else "") + "; lower --batch_size")
     if batches != full:
-        train_ds = train_ds.take(batches)
+        train_ds = _take(train_ds, batches)
     if cfg.resume:
         check_steps_per_epoch(point, cfg.resume, batches // accumulation)
     if not point.within:
         return train_ds, None, batches
     done = point.within * accumulation
-    return train_ds, dataset(point.epoch, done).take(batches - done), batches
+    return train_ds, _take(dataset(point.epoch, done), batches - done), batches
+
+
+def _take(dataset, batches):
+    """``dataset.take(batches)`` with its size set: MindSpore would read an epoch to count it."""
+    taken = dataset.take(batches)
+    taken.dataset_size = min(batches, dataset.get_dataset_size())
+    return taken
 
 
 def _set_optimizer_step(optimizer, point, steps, group_size, rank):

@@ -109,6 +109,36 @@ def test_in_sink_mode_the_next_good_image_stands_in_so_epochs_keep_their_batch_c
     assert len(messages) == len(BAD)
 
 
+def test_each_file_is_checked_once_until_it_changes(bad_tree, monkeypatch, caplog):
+    """Epoch 2 reads the bytes without checking them again; a file rewritten since (same size,
+    damaged so that Decode would crash) is checked again, reported and left out."""
+    import os
+    from common.data import image_file
+    from common.data.dataset import ImageSource
+    from common.data.samples import samples_from_folder
+    root, _ = bad_tree
+    checked = []
+    real_check = image_file.check_jpeg
+    monkeypatch.setattr(image_file, "check_jpeg", lambda data: checked.append(data) or real_check(data))
+    samples = samples_from_folder(str(root / "train"))
+    source = ImageSource(samples)
+    first = [int(label) for _, label in source]
+    jpegs_read = len(checked)
+    assert sorted(first) == list(range(GOOD)) and jpegs_read >= GOOD - 1  # (one good image is a PNG)
+    assert [int(label) for _, label in source] == first
+    assert len(checked) == jpegs_read + 2, "only the corrupt and truncated JPEGs (never passed) are checked again"
+
+    rewritten = root / "train" / "c05" / "img.jpg"
+    data = rewritten.read_bytes()
+    rewritten.write_bytes(damaged_huffman_table(data))
+    assert len(rewritten.read_bytes()) == len(data)
+    os.utime(rewritten, ns=(os.stat(rewritten).st_atime_ns, os.stat(rewritten).st_mtime_ns + 1_000_000))
+    caplog.set_level(logging.WARNING)
+    third = [int(label) for _, label in source]
+    assert sorted(third) == [i for i in range(GOOD) if i != 5]
+    assert any(str(rewritten) in r.getMessage() for r in caplog.records)
+
+
 def test_16_bit_greyscale_png_keeps_its_grey_levels(tmp_path):
     """A 16-bit ramp 0..65535 is 0..255 in 8 bits (mean 127.5), not clipped to white."""
     path = tmp_path / "ramp.png"

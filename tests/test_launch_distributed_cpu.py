@@ -43,17 +43,17 @@ sys.path.insert(0, ROOT)
 import common  # noqa: E402,F401
 from common.data import dataset as data_module  # noqa: E402
 
-_read = data_module.ImageSource.__getitem__
+_read = data_module.ImageSource.read
 _log = open(os.path.join(HERE, "reads_rank%s.txt" % RANK), "w")
 
 
 def _logged(self, index):
-    _log.write(self.samples[index % len(self.samples)][0] + "\\n")
+    _log.write(self.samples[index][0] + "\\n")
     _log.flush()
     return _read(self, index)
 
 
-data_module.ImageSource.__getitem__ = _logged
+data_module.ImageSource.read = _logged
 result = runpy.run_path(os.path.join(ROOT, "dla", "train.py"), run_name="probe")["main"](sys.argv[1:])
 import mindspore as ms  # noqa: E402
 ms.save_checkpoint(result["net"], os.path.join(HERE, "final_rank%s.ckpt" % RANK))

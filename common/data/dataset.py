@@ -3,15 +3,16 @@
 Every split: a Python source that only reads the files (``ImageSource``: bytes, checked by
 ``common.data.image_file``), then ``map`` with MindSpore's C++ ``Decode`` /
 ``RandomCropDecodeResize`` and the configured augmentation in ``num_parallel_workers`` threads
-(C++ ops: no GIL, so workers scale). An unreadable image is reported once by path and dropped from
-the epoch (a ``filter`` before decoding), so every good image of the epoch is still seen exactly
-once; the epoch then has fewer samples than files (its last batch may be missing). In dataset
+(C++ ops: no GIL, so workers scale). The source reads the epoch's order itself (``ShardOrder``:
+shuffle and shards, or a family's sampler). An unreadable image is reported once by path and left
+out of the epoch by the source, so every good image of the epoch is still seen exactly once; the
+epoch then has fewer samples than files (its last batch may be missing). In dataset
 sink mode (Ascend/GPU) the device needs every epoch's batches, so there the next readable file
 stands in for an unreadable one instead.
 
 With ``deterministic: True`` the training pipeline is a function of (seed, epoch) only, so a run
 resumed after epoch k sees exactly the batches an uninterrupted run sees in epoch k+1:
-``EpochKeySampler`` draws epoch e's order from (seed, e) and hands each sample a key that
+``EpochKeySampler`` takes epoch e's order (``ShardOrder``: from (seed, e)) and hands each sample a key that
 encodes its slot in the run; ``SeededImageSource`` decodes and augments each sample with the
 dataset seed set from (seed, rank, slot), and mixup/cutmix seed each batch from its first key.
 (MindSpore's own random ops draw from one stream per pipeline, which a restart would start over.)
@@ -27,12 +28,12 @@ import mindspore.dataset.vision as vision
 
 from common.data.image_file import read_encoded
 from common.data.mix import MixBatch, mix_enabled
+from common.data.order import ShardOrder
 from common.data.samples import DatasetError, dataset_samples
 from common.data.transforms import create_transforms
 
 _logger = logging.getLogger(__name__)
-_NO_LABEL = np.int32(-1)  # marks a sample whose file could not be read; filtered out before decoding
-_NO_IMAGE = np.zeros(1, np.uint8)
+_NO_LABEL = np.int32(-1)  # deterministic path: marks a sample whose file could not be read (filtered out)
 # How many list entries are checked for existence up front (a wrong data_path fails in one line).
 _CHECKED_ENTRIES = 32
 # Sink mode: how many following files may stand in for an unreadable one.
@@ -60,28 +61,60 @@ class SkipReport:
 
 
 class ImageSource:
-    """Random-access source of (encoded image bytes, label): no decoding here (the C++ map does it).
+    """Iterable source of (encoded image bytes, label): reads ``order``'s samples each epoch (no
+    decoding here: the C++ map does it). An unreadable file is reported by path and left out of the
+    epoch, so every good image still arrives exactly once; with ``substitute`` the next readable file
+    stands in instead (dataset sink mode: the device runs a fixed number of steps per epoch, and an
+    epoch short of a batch would leave it waiting). ``skip``: positions left out at the start of
+    each epoch (the rest of the epoch a mid-epoch checkpoint was saved in).
 
-    An unreadable file is reported by path and yields label -1, which the pipeline filters out;
-    with ``substitute`` the next readable file is yielded instead (dataset sink mode: the device
-    runs a fixed number of steps per epoch, and an epoch short of a batch would leave it waiting)."""
+    Iterable rather than random access: MindSpore then shards nothing itself (``order`` does), but
+    no ``filter`` op is needed to drop a row, which cost a Python call per row. No ``__len__``:
+    MindSpore stops an epoch that yields fewer rows than that; ``rows`` is the count without skips."""
 
-    def __init__(self, samples, substitute=False):
-        self.samples, self.substitute = samples, substitute
+    def __init__(self, samples, order=None, skip=0, substitute=False):
+        self.samples, self.substitute, self.skip = samples, substitute, int(skip)
+        self.order = range(len(samples)) if order is None else order
+        self.rows = len(self.order) - self.skip
+        # (size, mtime_ns) of each file whose bytes passed the checks (0, 0: not yet): 16 bytes per sample
+        self.passed = np.zeros((len(samples), 2), np.int64)
 
-    def __len__(self):
-        return len(self.samples)
+    def read(self, index):
+        """(bytes, label) of sample ``index``; ``DatasetError`` naming the path if unreadable."""
+        path, label = self.samples[index]
+        image, stamp = read_encoded(path, tuple(self.passed[index].tolist()))
+        if stamp is not None:
+            self.passed[index] = stamp
+        return image, np.int32(label)
 
-    def __getitem__(self, index):
-        for offset in range(_MAX_SUBSTITUTES if self.substitute else 1):
-            path, label = self.samples[(index + offset) % len(self.samples)]
-            try:
-                return read_encoded(path), np.int32(label)
-            except DatasetError as err:
-                SkipReport.report(err, path)
-        if self.substitute:
-            raise DatasetError(f"{_MAX_SUBSTITUTES} unreadable images in a row from {self.samples[index][0]}")
-        return _NO_IMAGE, _NO_LABEL
+    def readable(self, index):
+        """``read(index)``, or None once the error is reported."""
+        try:
+            return self.read(index)
+        except DatasetError as err:
+            SkipReport.report(err, self.samples[index][0])
+            return None
+
+    def __iter__(self):
+        indices = iter(self.order)  # a new epoch's order
+        for _ in range(self.skip):
+            next(indices, None)
+        last_index, last_row = None, None
+        for index in indices:
+            # MultiGrain's sampler repeats each index (3 augmentations of one image): read it once
+            row = last_row if index == last_index else self.readable(index)
+            last_index, last_row = index, row
+            if row is None and self.substitute:
+                row = self.substitute_for(index)
+            if row is not None:
+                yield row
+
+    def substitute_for(self, index):
+        for offset in range(1, _MAX_SUBSTITUTES):
+            row = self.readable((index + offset) % len(self.samples))
+            if row is not None:
+                return row
+        raise DatasetError(f"{_MAX_SUBSTITUTES} unreadable images in a row from {self.samples[index][0]}")
 
 
 def check_list_entries(samples, source):
@@ -98,26 +131,20 @@ def sample_seed(seed, rank, slot):
 
 
 class EpochKeySampler(ds.Sampler):
-    """Epoch e's order drawn from (seed, e) alone; yields keys ``slot * n + index`` where
-    ``slot = e * per_epoch + position`` numbers the sample's place in the whole run.
+    """``inner``'s indices (a ``ShardOrder`` or a family's sampler), epoch by epoch from
+    ``start_epoch``, as keys ``slot * n + index`` where ``slot = e * per_epoch + position`` numbers
+    the sample's place in the whole run. ``inner.set_epoch`` chooses each epoch's order."""
 
-    ``inner`` (a Python sampler such as MultiGrain's) gives the indices instead of a permutation;
-    its ``set_epoch`` is called when it has one. Counting starts at ``start_epoch`` (resume)."""
-
-    def __init__(self, num_images, seed, rank=0, group_size=1, shuffle=True, start_epoch=0, inner=None, skip=0):
-        self.n, self.seed, self.rank, self.group_size = int(num_images), int(seed), int(rank), int(group_size)
-        self.shuffle, self.epoch, self.inner = shuffle, int(start_epoch), inner
+    def __init__(self, num_images, inner, start_epoch=0, skip=0):
+        self.n, self.inner, self.epoch = int(num_images), inner, int(start_epoch)
         self.skip = int(skip)  # positions of each epoch left out: the rest of an epoch (mid-epoch resume)
-        self.per_epoch = len(inner) if inner is not None else self.n // self.group_size
+        self.per_epoch = len(inner)
         super().__init__(num_samples=self.per_epoch - self.skip)
 
     def epoch_indices(self, epoch):
-        if self.inner is not None:
-            if hasattr(self.inner, "set_epoch"):
-                self.inner.set_epoch(epoch)
-            return np.fromiter(iter(self.inner), np.int64)
-        order = np.random.RandomState([self.seed, epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
-        return order[self.rank * self.per_epoch:(self.rank + 1) * self.per_epoch]
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+        return np.fromiter(iter(self.inner), np.int64)
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -130,20 +157,22 @@ class EpochKeySampler(ds.Sampler):
         return self.per_epoch - self.skip
 
 
-class SeededImageSource(ImageSource):
-    """``ImageSource`` taking ``EpochKeySampler`` keys: decodes and augments each sample with
-    the dataset seed set from (seed, rank, slot); yields (CHW image, label, key)."""
+class SeededImageSource:
+    """Random-access source taking ``EpochKeySampler`` keys: decodes and augments each sample with
+    the dataset seed set from (seed, rank, slot); yields (CHW image, label, key), label -1 for an
+    unreadable file (a ``filter`` drops it: this 1-worker path is slow anyway)."""
 
     def __init__(self, samples, transforms, seed, rank=0, image_size=224):
-        super().__init__(samples)
+        self.samples, self.reader = samples, ImageSource(samples)
         self.transforms, self.seed, self.rank = [vision.Decode()] + transforms, int(seed), int(rank)
         self.unreadable = np.zeros((3, image_size, image_size), np.float32)
 
     def __getitem__(self, key):
         slot, index = divmod(int(key), len(self.samples))
-        image, label = super().__getitem__(index)
-        if label < 0:
-            return self.unreadable, label, np.int64(key)
+        row = self.reader.readable(index)
+        if row is None:
+            return self.unreadable, _NO_LABEL, np.int64(key)
+        image, label = row
         ds.config.set_seed(sample_seed(self.seed, self.rank, slot))
         try:
             for op in self.transforms:
@@ -153,6 +182,9 @@ class SeededImageSource(ImageSource):
             SkipReport.report(DatasetError(f"unreadable image {path}: MindSpore's Decode refused it"), path)
             return self.unreadable, _NO_LABEL, np.int64(key)
         return image, label, np.int64(key)
+
+    def __len__(self):
+        return len(self.samples)
 
 
 def _readable(label):
@@ -188,46 +220,38 @@ def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=No
     if cfg.deterministic:
         ds.config.set_seed(int(cfg.seed))
         workers = 1
+    if sampler is None:
+        sampler = ShardOrder(len(samples), rank, group_size, shuffle, cfg.seed, start_epoch)
     if keyed:
-        if sampler is not None and not isinstance(sampler, ds.Sampler):
-            raise DatasetError("deterministic: True needs a Python ds.Sampler (with __iter__), "
+        if not hasattr(sampler, "__iter__"):
+            raise DatasetError("deterministic: True needs a sampler that Python can iterate, "
                                f"not {type(sampler).__name__}")
-        key_sampler = EpochKeySampler(len(samples), cfg.seed, rank, group_size, shuffle, start_epoch, inner=sampler,
-                                      skip=skip_samples)
         source = ds.GeneratorDataset(
             SeededImageSource(samples, create_transforms(cfg, is_training), cfg.seed, rank, cfg.image_size),
-            columns + ["key"], sampler=key_sampler, num_parallel_workers=1, python_multiprocessing=False)
+            columns + ["key"], sampler=EpochKeySampler(len(samples), sampler, start_epoch, skip_samples),
+            num_parallel_workers=1, python_multiprocessing=False)
+        rows = source.get_dataset_size()  # the sampler's length: known without reading the data
         dataset = source.filter(_readable, input_columns=["label"], num_parallel_workers=1)
     else:
-        if skip_samples:
-            from common.data.resume import ShardSampler, SkipSampler
-            inner = sampler if sampler is not None else ShardSampler(len(samples), rank, group_size, shuffle, cfg.seed)
-            sampler = SkipSampler(inner, skip_samples)
-        kwargs = dict(sampler=sampler) if sampler is not None else dict(
-            shuffle=shuffle, num_shards=group_size if group_size > 1 else None,
-            shard_id=rank if group_size > 1 else None)
-        # Reading is ~5% of a decode's CPU, and Python reader threads contend for the GIL (2 readers
-        # were slower than 1 beside 2 decode workers on 2 cores): one reader per 4 decode workers.
         sunk = is_training and cfg.dataset_sink_mode and cfg.device_target != "CPU"  # MindSpore sinks off CPU
-        source = ds.GeneratorDataset(ImageSource(samples, substitute=sunk), columns,
-                                     num_parallel_workers=max(1, workers // 4), python_multiprocessing=False, **kwargs)
+        # One Python thread reads (and checks) the files, in order; decoding runs in the C++ workers.
+        reader = ImageSource(samples, sampler, skip_samples, substitute=sunk)
+        rows = reader.rows
+        source = ds.GeneratorDataset(reader, columns, num_parallel_workers=1, python_multiprocessing=False)
         # A file that passes ImageSource's checks and still fails C++ Decode (rare: damaged
         # entropy-coded data that libjpeg refuses) is dropped by MindSpore, which logs it (no path).
         # Measured in 2.10: SKIP drops exactly that sample here (empty/truncated files, where SKIP
         # itself misbehaves, never reach the decoder).
         ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
-        # one filter thread: a label test per row; MindSpore's default would start up to 8 Python threads
-        dataset = source if sunk else source.filter(_readable, input_columns=["label"], num_parallel_workers=1)
-        dataset = dataset.map(create_transforms(cfg, is_training, decode=True), input_columns="image",
-                              num_parallel_workers=workers)
-    rows = source.get_dataset_size()  # before the filter: known without reading the data
+        dataset = source.map(create_transforms(cfg, is_training, decode=True), input_columns="image",
+                             num_parallel_workers=workers)
     dataset = dataset.batch(batch, drop_remainder=is_training, num_parallel_workers=workers)
     if is_training and mix_enabled(cfg):
         mix_columns = columns + ["key"] if keyed else columns
         dataset = dataset.map(MixBatch.from_config(cfg, rank), input_columns=mix_columns,
                               output_columns=mix_columns, num_parallel_workers=1)
     dataset = dataset.project(columns) if keyed else dataset
-    # The filter makes MindSpore count batches by reading the whole epoch; the file count gives
-    # it (an epoch with unreadable images may end a batch early).
+    # MindSpore would count batches by reading the whole epoch (a filter, or a source without
+    # __len__); the file count gives it (an epoch with unreadable images may end a batch early).
     dataset.dataset_size = _batches(rows, batch, is_training)
     return dataset

@@ -10,6 +10,7 @@ other than baseline JPEG and PNG) is decoded here with PIL and handed on as BMP,
 """
 import functools
 import io
+import os
 import struct
 import zlib
 
@@ -188,14 +189,22 @@ def decode_with_pil(data):
         return to_rgb8(img)
 
 
-def read_encoded(path):
-    """The file's bytes (uint8 array) if C++ Decode can take them safely, else the image decoded
-    here and re-encoded as BMP. Raises ``DatasetError`` naming the path for an unreadable file."""
+def read_encoded(path, passed=None):
+    """(bytes, stamp): the file's bytes (uint8 array) if C++ Decode can take them safely, else the
+    image decoded here and re-encoded as BMP; ``DatasetError`` naming the path if unreadable.
+
+    ``stamp`` is the file's (size, mtime_ns) when its own bytes passed the checks (None when
+    re-encoded). Given back as ``passed`` for the same path, it skips the checks while the file
+    still has that size and time: a training run checks each file in its first epoch only."""
     try:
         with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
             data = f.read()
+        stamp = (info.st_size, info.st_mtime_ns)
         if not data:
             raise ValueError("empty file")
+        if passed == stamp and len(data) == info.st_size:
+            return np.frombuffer(data, np.uint8), stamp
         try:
             if data.startswith(JPEG_SOI + b"\xff"):
                 check_jpeg(data)
@@ -203,11 +212,11 @@ def read_encoded(path):
                 check_png(data)
             else:
                 raise _Unsure()
-            return np.frombuffer(data, np.uint8)
+            return np.frombuffer(data, np.uint8), stamp
         except _Unsure:
             out = io.BytesIO()
             Image.fromarray(decode_with_pil(data)).save(out, "BMP")
-            return np.frombuffer(out.getvalue(), np.uint8)
+            return np.frombuffer(out.getvalue(), np.uint8), None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, struct.error) as err:
         raise DatasetError(f"unreadable image {path}: {err}") from None
 
