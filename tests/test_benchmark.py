@@ -191,7 +191,7 @@ def test_tiny_end_to_end_run(tmp_path, repo_root):
     pipeline = report["pipeline"]
     assert pipeline["images"] == 8 and pipeline["images_per_s"]["median"] > 0
     assert pipeline["ratio_to_train"]["dla46_c"] > 0
-    assert set(pipeline["rows"]) == {"ours/1", "ours/2", "modelzoo/1", "modelzoo/2", "deterministic/1", "mix/2"}
+    assert set(pipeline["rows"]) == {"ours/1", "ours/2", "modelzoo/1", "modelzoo/2", "deterministic/1", "mix/2", "reader/1"}
     for row in pipeline["rows"].values():
         assert "error" not in row, row
         assert row["images"] == 8 and row["images_per_s"]["cpu_s_per_image"] > 0

@@ -20,6 +20,7 @@ def pipeline_config(data_dir, spec, *extra):
 
 PIPELINE_VARIANTS = {  # what each variant adds to the default training config
     "ours": [], "deterministic": ["--deterministic", "True"], "mix": ["--mixup", "0.8", "--cutmix", "1.0"],
+    "reader": [],
 }
 
 
@@ -37,12 +38,30 @@ def modelzoo_pipeline(cfg):
     return dataset.batch(cfg.batch_size, drop_remainder=True)
 
 
+def reader_pipeline(cfg):
+    """Our source alone (one thread reads and checks the files, nothing decodes): the images/s that
+    one reader can hand to any number of decode workers."""
+    import mindspore.dataset as ds
+    import mindspore.dataset.transforms as transforms
+    from common.data.dataset import ImageSource
+    from common.data.order import ShardOrder
+    from common.data.samples import dataset_samples
+    samples = dataset_samples(cfg, "train")
+    source = ds.GeneratorDataset(ImageSource(samples, ShardOrder(len(samples), seed=cfg.seed)), ["image", "label"],
+                                 python_multiprocessing=False)
+    dataset = source.map(transforms.Slice(slice(0, 1)), input_columns="image")  # one byte per image batched
+    dataset = dataset.batch(cfg.batch_size, drop_remainder=True)
+    dataset.dataset_size = len(samples) // cfg.batch_size  # a source without __len__: not counted by reading
+    return dataset
+
+
 def run_pipeline(spec):
     """Images/s out of one pipeline variant: one repetition is one pass over the folder."""
     from common.data import create_dataset
     variant = spec["variant"]
     cfg = pipeline_config(spec["data_dir"], spec, *PIPELINE_VARIANTS.get(variant, []))
-    dataset = modelzoo_pipeline(cfg) if variant == "modelzoo" else create_dataset(cfg, "train")
+    builders = {"modelzoo": modelzoo_pipeline, "reader": reader_pipeline}
+    dataset = builders[variant](cfg) if variant in builders else create_dataset(cfg, "train")
     batches = dataset.get_dataset_size()
     iterator = dataset.create_tuple_iterator(num_epochs=spec["warmup"] + spec["repeat"], output_numpy=True)
 
@@ -53,14 +72,14 @@ def run_pipeline(spec):
     images = batches * cfg.batch_size
     rate = summarize(time_repeats(one_epoch, spec["repeat"], spec["warmup"], 1), images)
     rate["cpu_s_per_image"] = round(rate["cpu_s_per_step"] / images, 6)
-    return {"images_per_s": rate, "workers": cfg.num_parallel_workers if variant != "deterministic" else 1,
+    return {"images_per_s": rate, "workers": 1 if variant in ("deterministic", "reader") else cfg.num_parallel_workers,
             "images": images, "rss_mb": peak_rss_mb()}
 
 
 def pipeline_runs(workers):
     """(variant, workers) pairs of one round: each worker count for ours and ModelZoo's, side by side."""
     runs = [(variant, w) for w in workers for variant in ("modelzoo", "ours")]
-    return runs + [("deterministic", 1), ("mix", max(workers))]
+    return runs + [("deterministic", 1), ("mix", max(workers)), ("reader", 1)]
 
 
 def measure_pipeline(args, spec, data_dir):

@@ -169,7 +169,7 @@ def markdown(report):
 
 PIPELINE_NAMES = {"ours": "ours (`create_dataset`)", "modelzoo": "ModelZoo-style (`ImageFolderDataset` + "
                   "`RandomCropDecodeResize`)", "deterministic": "ours, `deterministic: True`",
-                  "mix": "ours + mixup/cutmix batch map"}
+                  "mix": "ours + mixup/cutmix batch map", "reader": "ours, the reading source alone (no decoding)"}
 
 
 SHORT_NAMES = {"ours": "ours", "modelzoo": "ModelZoo-style"}
