@@ -70,7 +70,8 @@ class ImageSource:
 
     Iterable rather than random access: MindSpore then shards nothing itself (``order`` does), but
     no ``filter`` op is needed to drop a row, which cost a Python call per row. No ``__len__``:
-    MindSpore stops an epoch that yields fewer rows than that; ``rows`` is the count without skips."""
+    MindSpore 2.10 raises an error when an epoch yields fewer rows than it says; ``rows`` is the
+    epoch's count before unreadable files are left out."""
 
     def __init__(self, samples, order=None, skip=0, substitute=False):
         self.samples, self.substitute, self.skip = samples, substitute, int(skip)
