@@ -78,16 +78,22 @@ class Fit:
 def match_weights(net, renamed, path="", arch=None, allow_new_head=False, unused=()):
     """Each parameter of ``net`` with its tensor from ``renamed`` (``common.convert.to_net_names``),
     as a ``Fit``; a file that does not fit raises ``WeightsError`` naming what did not (``path`` and
-    ``arch`` name the file and the model in it). One matcher for every format; where a native
-    checkpoint's rules differ (it says so below), they are kept as they were.
+    ``arch`` name the file and the model in it).
 
-    A parameter may be left out only when it is ``unused`` (absent or of any shape), a
-    ``checkpoint_optional`` one the file lacks, or, with ``allow_new_head``, a classifier of another
-    class count (a foreign file's may also be absent)."""
+    One matcher for every format. A parameter may be left out only when it is ``unused`` (absent or
+    of any shape: dropped), ``checkpoint_optional`` and absent (kept as configured), or, with
+    ``allow_new_head``, a classifier of another class count (skipped). Where our own checkpoints
+    (``renamed.native``) have always been judged differently, they still are:
+
+    * a foreign file may lack the classifier (with ``allow_new_head``); a .ckpt may not;
+    * a foreign file's extra tensor is refused (strict conversion); a .ckpt's extra tensors are
+      listed only when a parameter does not fit, and its training state never;
+    * the refusal's wording (``_refuse_misfit``)."""
     head = set(classifier_param_names(net)) if allow_new_head else set()
     unused, optional = set(unused), set(checkpoint_optional(net))
+    params = list(net.get_parameters())
     fit, missing, bad_shape = Fit(), [], []
-    for param in net.get_parameters():
+    for param in params:
         name, shape = param.name, tuple(param.shape)
         value = renamed.arrays.get(name)
         if name in unused:
@@ -108,7 +114,7 @@ def match_weights(net, renamed, path="", arch=None, allow_new_head=False, unused
         else:
             fit.weights[name] = value
     if missing or bad_shape or not renamed.native:
-        names = {p.name for p in net.get_parameters()}
+        names = {p.name for p in params}
         extra = [renamed.source.get(k, k) for k in renamed.arrays if k not in names] + renamed.unmatched
         if renamed.native:  # a training checkpoint's optimizer state and counters are no extra
             extra = [k for k in extra if not k.startswith(_TRAINING_STATE_PREFIXES)]
