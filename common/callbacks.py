@@ -11,9 +11,10 @@ import numpy as np
 import mindspore as ms
 from mindspore.train import Callback
 
-from common.checkpoint import load_checkpoint_file, save_checkpoint_atomic
+from common.checkpoint import save_checkpoint_atomic
 from common.errors import Diverged
 from common.outputs import make_output_dir
+from common.weights import load_checkpoint_file
 
 
 def _fmt_eta(seconds):

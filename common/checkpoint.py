@@ -1,13 +1,31 @@
-"""Load weights of any supported format into a net, strictly, and save checkpoints safely."""
+"""Weights into a net, and checkpoints out of it safely.
+
+``load_weights(net, path)`` is the one door for a weights file (``create_model(checkpoint_path=...)``,
+``common.runtime.build_net``, backbone mode in ``common.features``); ``scripts/convert_weights.py`` takes
+the same steps and saves what step 3 matched instead of loading it. Each step is called once, in order:
+
+1. read:   ``common.weights.read_weights``: the file's tensors under its own names (format by content);
+2. rename: ``common.convert.to_net_names``: under our parameter names and layouts (the family's maps;
+           a MindSpore checkpoint keeps its own);
+3. fit:    ``match_weights`` (here): every parameter gets its tensor, or the file is refused in one line
+           naming what did not fit; ``load_weights`` then loads it and logs what it left out.
+
+A check of the loaded tensors themselves (finite values, extra tensors, the architecture) belongs in
+step 3, once for every format.
+"""
+import dataclasses
 import logging
 import os
 import time
+from dataclasses import field
 
 import numpy as np
 import mindspore as ms
 
-from common.convert import WeightsError, checkpoint_optional, convert_state_dict
-from common.weights import load_checkpoint_file, naming_of, read_state_dict  # noqa: F401  (importable from here)
+from common.convert import to_net_names
+from common.errors import WeightsError
+from common.family import family_of_net
+from common.weights import load_checkpoint_file, read_weights
 
 _logger = logging.getLogger(__name__)
 # What the trainer records with a training checkpoint besides epoch_num/step_num (0 when absent:
@@ -26,76 +44,127 @@ def classifier_param_names(net):
     return [p.name for p in head.get_parameters()] if head is not None else []
 
 
+def checkpoint_optional(net):
+    """Parameters of ``net`` a weights file may lack (kept as configured): its family's, else none."""
+    record = family_of_net(net)
+    return record.checkpoint_optional if record else ()
+
+
 def load_weights(net, path, arch=None, allow_new_head=False, unused=()):
     """Fill every parameter of ``net`` from ``path`` (.ckpt, .safetensors, .pth(.tar), .pdparams).
 
     With ``allow_new_head`` a classifier of another class count is left re-initialised and the
-    skipped keys are logged (finetuning); otherwise any mismatch raises ``ValueError`` naming it.
+    skipped keys are logged (finetuning); otherwise any mismatch raises ``WeightsError`` naming it.
     ``unused`` names parameters a backbone does not keep (its head): they may be absent or of any
     shape, and what the file has for them is dropped (logged).
-    Returns the list of parameter names left as initialised. A Paddle path given without its
-    suffix (``pretrained_model: ./DLA34_pretrained``) finds the ``.pdparams`` file."""
-    if not os.path.exists(path) and os.path.isfile(path + ".pdparams"):
-        path += ".pdparams"
-    state, fmt = read_state_dict(path)
-    unused = set(unused)
-    head = classifier_param_names(net) if allow_new_head else []
-    if fmt == "mindspore":
-        weights, skipped = _match_native(state, net, head, path, arch, unused)
-    else:
-        source = naming_of(fmt)
-        full = convert_state_dict(state, net, source, skip_prefixes=tuple(head) + tuple(unused))
-        skipped = [n for n in head if n not in full]
-        weights = full
-    if skipped:
-        _logger.warning("classifier not loaded from %s (class count differs, re-initialised): %s",
-                        path, ", ".join(skipped))
-    dropped = sorted(n for n in unused if n in weights or n in skipped)
-    if dropped:
-        _logger.warning("%s: %d tensor(s) the backbone does not use, dropped: %s", path, len(dropped),
-                        ", ".join(dropped[:8]) + (f" … (+{len(dropped) - 8})" if len(dropped) > 8 else ""))
-    weights = {k: v for k, v in weights.items() if k not in unused}
-    skipped = [n for n in skipped if n not in unused]
-    params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in weights.items()}
-    not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
-    not_loaded = [n for n in not_loaded if n not in unused]
-    optional = checkpoint_optional(net)
-    for name in [n for n in not_loaded if n in optional]:
-        _logger.warning("%s has no %s: kept as configured (%s)", path, name, net.parameters_dict()[name].asnumpy())
-    not_loaded = [n for n in not_loaded if n not in skipped and n not in optional]
-    if not_loaded:  # load_param_into_net does not raise on missing parameters: check its answer
-        raise WeightsError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
-    return skipped
+    Returns the list of classifier parameter names left as initialised. A Paddle path given
+    without its suffix (``pretrained_model: ./DLA34_pretrained``) finds the ``.pdparams`` file."""
+    found = read_weights(path)                                    # 1. the file, read once
+    renamed = to_net_names(found.tensors, net, found.fmt)         # 2. our names
+    fit = match_weights(net, renamed, found.path, arch, allow_new_head=allow_new_head, unused=unused)  # 3.
+    _load(net, fit, found.path)
+    return fit.skipped
 
 
-def _match_native(state, net, head, path, arch, unused=()):
-    missing, bad_shape, skipped, weights = [], [], [], {}
-    optional = checkpoint_optional(net)  # load_weights says which were kept as configured
-    for param in net.get_parameters():
-        value = state.get(param.name)
-        if value is None:
-            if param.name not in optional and param.name not in unused:
-                missing.append(param.name)
-        elif tuple(value.shape) != tuple(param.shape):
-            if param.name in head or param.name in unused:
-                skipped.append(param.name)
+@dataclasses.dataclass
+class Fit:
+    """What ``match_weights`` found: the tensors to load, and the parameters it leaves out."""
+    weights: dict = field(default_factory=dict)  # our name -> array of the parameter's shape
+    skipped: list = field(default_factory=list)  # classifier of another class count: re-initialised
+    dropped: list = field(default_factory=list)  # ``unused`` parameters the file has: not loaded
+    kept: list = field(default_factory=list)     # checkpoint_optional parameters the file lacks
+
+
+def match_weights(net, renamed, path="", arch=None, allow_new_head=False, unused=()):
+    """Each parameter of ``net`` with its tensor from ``renamed`` (``common.convert.to_net_names``),
+    as a ``Fit``; a file that does not fit raises ``WeightsError`` naming what did not (``path`` and
+    ``arch`` name the file and the model in it).
+
+    One matcher for every format. A parameter may be left out only when it is ``unused`` (absent or
+    of any shape: dropped), ``checkpoint_optional`` and absent (kept as configured), or, with
+    ``allow_new_head``, a classifier of another class count (skipped). Where our own checkpoints
+    (``renamed.native``) have always been judged differently, they still are:
+
+    * a foreign file may lack the classifier (with ``allow_new_head``); a .ckpt may not;
+    * a foreign file's extra tensor is refused (strict conversion); a .ckpt's extra tensors are
+      listed only when a parameter does not fit, and its training state never;
+    * the refusal's wording (``_refuse_misfit``)."""
+    head = set(classifier_param_names(net)) if allow_new_head else set()
+    unused, optional = set(unused), set(checkpoint_optional(net))
+    params = list(net.get_parameters())
+    fit, missing, bad_shape = Fit(), [], []
+    for param in params:
+        name, shape = param.name, tuple(param.shape)
+        value = renamed.arrays.get(name)
+        if name in unused:
+            if value is not None:
+                fit.dropped.append(name)
+        elif value is None:
+            if name in optional:
+                fit.kept.append(name)
+            elif name in head and not renamed.native:
+                fit.skipped.append(name)
             else:
-                bad_shape.append((param.name, tuple(value.shape), tuple(param.shape)))
+                missing.append(name)
+        elif tuple(value.shape) != shape:
+            if name in head:
+                fit.skipped.append(name)
+            else:
+                bad_shape.append((name, tuple(value.shape), shape))
         else:
-            weights[param.name] = value
-    if bad_shape and all(n in classifier_param_names(net) for n, _, _ in bad_shape):
-        name, got, want = bad_shape[0]
-        raise WeightsError(f"{path} was made for {got[0]} classes but this model has {want[0]} "
-                         f"(set num_classes to {got[0]}, or finetune with --pretrained)")
-    extra = [k for k in state if k not in weights and not k.startswith(_TRAINING_STATE_PREFIXES)
-             and k not in {p.name for p in net.get_parameters()}]
-    if missing or bad_shape:
-        what = f"a {arch} model" if arch else "this model"
-        detail = [f"{len(missing)} missing: {', '.join(missing[:6])}"] if missing else []
-        detail += [f"wrong shape: {', '.join(f'{n} {g}!={w}' for n, g, w in bad_shape[:6])}"] if bad_shape else []
-        detail += [f"unexpected: {', '.join(extra[:6])}"] if extra else []
-        raise WeightsError(f"{path} does not fit {what} — " + "; ".join(detail))
-    return weights, skipped
+            fit.weights[name] = value
+    if missing or bad_shape or not renamed.native:
+        names = {p.name for p in params}
+        extra = [renamed.source.get(k, k) for k in renamed.arrays if k not in names] + renamed.unmatched
+        if renamed.native:  # a training checkpoint's optimizer state and counters are no extra
+            extra = [k for k in extra if not k.startswith(_TRAINING_STATE_PREFIXES)]
+        _refuse_misfit(net, renamed, path, arch, missing, bad_shape, extra)
+    return fit
+
+
+def _refuse_misfit(net, renamed, path, arch, missing, bad_shape, extra):
+    """Raise ``WeightsError`` when anything did not fit: a native checkpoint when a parameter is
+    missing or misshapen (its extra tensors are then listed too), a foreign file also for an extra
+    tensor (strict conversion)."""
+    if renamed.native:
+        if bad_shape and all(n in classifier_param_names(net) for n, _, _ in bad_shape):
+            _, got, want = bad_shape[0]
+            raise WeightsError(f"{path} was made for {got[0]} classes but this model has {want[0]} "
+                               f"(set num_classes to {got[0]}, or finetune with --pretrained)")
+        if missing or bad_shape:
+            what = f"a {arch} model" if arch else "this model"
+            detail = [f"{len(missing)} missing: {', '.join(missing[:6])}"] if missing else []
+            detail += [f"wrong shape: {', '.join(f'{n} {g}!={w}' for n, g, w in bad_shape[:6])}"] if bad_shape else []
+            detail += [f"unexpected: {', '.join(extra[:6])}"] if extra else []
+            raise WeightsError(f"{path} does not fit {what} — " + "; ".join(detail))
+        return
+    wrong = [f"{n} {want} <- {renamed.source.get(n, n)} {got}" for n, got, want in bad_shape]
+    problems = [f"{len(items)} {title}: {_shown(items)}" for title, items in
+                (("not in the source", missing), ("wrong shape", wrong), ("unused source keys", sorted(extra)))
+                if items]
+    if problems:
+        raise WeightsError("weights do not fit this architecture — " + "; ".join(problems))
+
+
+def _shown(names, limit=8):
+    return ", ".join(names[:limit]) + (f" … (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def _load(net, fit, path):
+    """Load ``fit`` into ``net``, logging what was left out."""
+    if fit.skipped:
+        _logger.warning("classifier not loaded from %s (class count differs, re-initialised): %s",
+                        path, ", ".join(fit.skipped))
+    if fit.dropped:
+        _logger.warning("%s: %d tensor(s) the backbone does not use, dropped: %s", path, len(fit.dropped),
+                        _shown(sorted(fit.dropped)))
+    params = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in fit.weights.items()}
+    not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
+    for name in fit.kept:
+        _logger.warning("%s has no %s: kept as configured (%s)", path, name, net.parameters_dict()[name].asnumpy())
+    not_loaded = [n for n in not_loaded if n in fit.weights]
+    if not_loaded:  # load_param_into_net does not raise when it leaves a parameter out: check its answer
+        raise WeightsError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
 
 
 def save_checkpoint_atomic(save_obj, path, append_dict=None):

@@ -18,7 +18,7 @@ from mindspore import nn, ops
 from mindspore.train import Callback
 
 from common.config import ConfigError
-from common.convert import WeightsError
+from common.errors import WeightsError
 
 _logger = logging.getLogger(__name__)
 PREFIX = "ema."

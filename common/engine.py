@@ -229,7 +229,7 @@ def resume_training(train_network, path, epoch, ema=None):
     training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
     import mindspore as ms
     from common.accumulation import STATE_PREFIXES
-    from common.checkpoint import load_checkpoint_file
+    from common.weights import load_checkpoint_file
     params = {k: v for k, v in load_checkpoint_file(path).items() if k != "learning_rate"}
     try:
         not_loaded, _ = ms.load_param_into_net(train_network, params, strict_load=True)

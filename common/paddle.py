@@ -1,5 +1,5 @@
 """Everything this repository knows about PaddleClas, in one place: its config keys and yaml sections
-(read as ours by ``common.config``) and its parameter names (read by ``common.convert``).
+(read as ours by ``common.config``) and its parameter names (renamed by ``common.convert``).
 
 Config: top-level Paddle keys are aliases of ours (``classes_num``, ``epochs``, …), some with a value
 rule (``image_shape: [3, H, W]`` -> ``image_size: H``); the sections ``ARCHITECTURE.name``,
@@ -19,7 +19,8 @@ Only two things differ from the torch reference names our models use:
   [out, in]. DLA's classifier is a conv: no change.
 
 Which PaddleClas architecture is which of our models is each family's own fact
-(``Family.source_names["paddle"]``); ``paddle_archs()`` collects them.
+(``Family.source_names["paddle"]``); ``paddle_archs()`` collects them, and ``paddle_key_map(model)``
+adds a family's own renames (``Family.weight_maps["paddle"]``) to the shared rule.
 This module imports no MindSpore and no family.
 """
 import logging
@@ -230,15 +231,13 @@ def paddle_archs():
     return {paddle: ours for record in families() for paddle, ours in record.source_names.get("paddle", {}).items()}
 
 
-def paddle_key_maps():
-    """``{our model: fn(Paddle key) -> torch-style key or None}`` for every model a Paddle source names:
-    the shared rule, then the family's own ``weight_maps["paddle"]`` when it has one."""
+def paddle_key_map(model):
+    """``fn(Paddle key) -> torch-style key or None`` for our model ``model`` (None: the shared rule
+    alone): the shared rule, then the family's own ``weight_maps["paddle"]`` when it has one."""
     from common.family import family_of
-    maps = {}
-    for ours in paddle_archs().values():
-        own = family_of(ours).weight_maps.get("paddle")
-        maps[ours] = paddle_key_to_torch if own is None else _then(paddle_key_to_torch, own)
-    return maps
+    record = family_of(model) if model else None
+    own = record.weight_maps.get("paddle") if record else None
+    return paddle_key_to_torch if own is None else _then(paddle_key_to_torch, own)
 
 
 def _then(first, second):
@@ -246,13 +245,3 @@ def _then(first, second):
         key = first(key)
         return None if key is None else second(key)
     return both
-
-
-def __getattr__(name):
-    # PADDLE_ARCHS / PADDLE_KEY_MAPS as names, read from the family records when asked for: a constant
-    # here would be computed while ``import common`` runs, before the families have registered
-    if name == "PADDLE_ARCHS":
-        return paddle_archs()
-    if name == "PADDLE_KEY_MAPS":
-        return paddle_key_maps()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,24 +24,24 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import mindspore as ms
-    from common.checkpoint import classifier_param_names, save_checkpoint_atomic
-    from common.convert import WeightsError, convert_state_dict
+    from common.checkpoint import classifier_param_names, match_weights, save_checkpoint_atomic
+    from common.convert import to_net_names
+    from common.errors import WeightsError
     from common.registry import create_model, model_entrypoint
-    from common.weights import naming_of, read_state_dict
+    from common.weights import read_weights
 
-    try:
+    try:  # load_weights' steps, the fitted tensors saved instead of loaded (no value the file lacks is added)
         model_entrypoint(args.arch)
-        state, fmt = read_state_dict(args.src)
-        net = create_model(args.arch, num_classes=args.num_classes or _source_classes(state, args.arch))
-        source = naming_of(fmt)
-        weights = convert_state_dict(state, net, source)
+        found = read_weights(args.src)
+        net = create_model(args.arch, num_classes=args.num_classes or _source_classes(found.tensors, args.arch))
+        weights = match_weights(net, to_net_names(found.tensors, net, found.fmt), found.path, args.arch).weights
     except (WeightsError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     params = [{"name": name, "data": ms.Tensor(value)} for name, value in weights.items()]
     save_checkpoint_atomic(params, args.out)
     head = classifier_param_names(net)
-    print(f"converted {fmt} {args.src} -> {args.out}: {args.arch}, {len(weights)} tensors, "
+    print(f"converted {found.fmt} {args.src} -> {args.out}: {args.arch}, {len(weights)} tensors, "
           f"{net.num_classes if hasattr(net, 'num_classes') else '?'} classes (head {', '.join(head)})")
     return 0
 

@@ -12,7 +12,7 @@ import common  # noqa: F401  (CPU fast path before the first MindSpore op)
 import mindspore as ms
 from mindspore import nn, ops
 from common import create_model
-from common.convert import WeightsError
+from common.errors import WeightsError
 from conftest import ROOT, run_script
 
 TOLERANCE = 1e-4  # of max |reference| per map, as the fixtures' README asks

@@ -7,7 +7,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from common import create_model, list_models
-from common.convert import convert_state_dict
+from common.checkpoint import match_weights
+from common.convert import to_net_names
 
 # REFERENCE.md's table (timm's counts), an external source: not computed by our code.
 DLA_PARAMS = {"dla34": 15_742_104, "dla46_c": 1_301_400, "dla46x_c": 1_068_440, "dla60": 22_036_632,
@@ -34,7 +35,7 @@ def test_every_timm_key_maps_shape_for_shape(name, fixtures_dir):
     ref = json.loads((fixtures_dir / "reference_state_dicts.json").read_text())[name]
     fake = {key: np.zeros(shape, np.float32) for key, shape in ref["state_dict"]}
     net = create_model(name)
-    mapped = convert_state_dict(fake, net, "torch")  # strict: raises on any gap
+    mapped = match_weights(net, to_net_names(fake, net, "torch")).weights  # strict: raises on any gap
     assert set(mapped) == {p.name for p in net.get_parameters()}
     assert ref["params"] == DLA_PARAMS[name]
 

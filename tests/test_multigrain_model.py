@@ -99,7 +99,7 @@ def test_reset_classifier_zero_returns_pooled_features():
 def test_checkpoint_without_gem_p_loads_and_keeps_the_configured_p(tmp_path):
     """A ModelZoo ResNet-50 checkpoint has every MultiGrain weight but GeM's p; other gaps still refuse."""
     from common.checkpoint import load_weights
-    from common.convert import WeightsError
+    from common.errors import WeightsError
     source = create_model("multigrain_resnet50", num_classes=10)
     weights = [{"name": p.name, "data": p.data} for p in source.get_parameters() if p.name != "pool.p"]
     ckpt = tmp_path / "resnet50_like.ckpt"

@@ -11,10 +11,11 @@ import pytest
 
 import common  # noqa: F401  (CPU fast path before the first MindSpore op)
 from common import create_model, list_models
-from common.convert import convert_state_dict
-from common.paddle import PADDLE_ARCHS
+from common.checkpoint import match_weights
+from common.convert import to_net_names
+from common.paddle import paddle_archs
 
-VARIANTS = {**PADDLE_ARCHS, "PeleeNet_c37": "peleenet", "PeleeNet_flytocc": "peleenet",
+VARIANTS = {**paddle_archs(), "PeleeNet_c37": "peleenet", "PeleeNet_flytocc": "peleenet",
             "PeleeNet_flytocc_c37": "peleenet"}
 
 
@@ -34,6 +35,6 @@ def test_paddle_state_dict_converts_into_our_net(model, paddle_models):
     state = {key: np.broadcast_to(np.float32(0), shape) for key, shape in listed["state_dict"]}
     state["StructuredToParameterName@@"] = {}
     net = create_model(ours, num_classes=listed["class_num"])
-    converted = convert_state_dict(state, net, "paddle")  # strict: raises on any misfit
+    converted = match_weights(net, to_net_names(state, net, "paddle")).weights  # strict: raises on any misfit
     params = {p.name: tuple(p.shape) for p in net.get_parameters()}
     assert {k: v.shape for k, v in converted.items()} == params

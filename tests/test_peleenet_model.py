@@ -9,7 +9,8 @@ import mindspore as ms
 from mindspore import nn
 
 from common import create_model, list_models
-from common.convert import convert_state_dict
+from common.checkpoint import match_weights
+from common.convert import to_net_names
 from common.weights.torch_reader import read_torch_checkpoint
 
 PAPER_PARAMS = 2_802_248  # PeleeNet paper / official peleenet.py at 1000 classes
@@ -38,7 +39,7 @@ def test_state_layout_matches_official(fixtures_dir):
     reference = json.loads((fixtures_dir / "reference_state_dicts.json").read_text())["peleenet"]["state_dict"]
     net = create_model("peleenet")
     fake = {key: np.zeros(shape, np.float32) for key, shape in reference}
-    converted = convert_state_dict(fake, net, "torch")  # strict: raises on any missing/extra/misshapen key
+    converted = match_weights(net, to_net_names(fake, net, "torch")).weights  # strict: any missing/extra/misshapen key raises
     ours = {p.name: tuple(p.shape) for p in net.get_parameters()}
     assert {k: v.shape for k, v in converted.items()} == ours
     assert len(ours) == sum(not k.endswith("num_batches_tracked") for k, _ in reference)
@@ -47,7 +48,8 @@ def test_state_layout_matches_official(fixtures_dir):
 def test_official_checkpoint_reproduces_official_logits(fixtures_dir):
     io = np.load(fixtures_dir / "official_peleenet_io.npz")
     net = create_model("peleenet")
-    _load(net, convert_state_dict(read_torch_checkpoint(fixtures_dir / "official_peleenet.pth.tar"), net, "torch"))
+    state = read_torch_checkpoint(fixtures_dir / "official_peleenet.pth.tar")
+    _load(net, match_weights(net, to_net_names(state, net, "torch")).weights)
     net.set_train(False)
     logits = net(ms.Tensor(io["input"])).asnumpy()
     ref = io["logits"]

@@ -14,7 +14,7 @@ import mindspore as ms
 
 from common import create_model
 from common.checkpoint import load_weights
-from common.convert import WeightsError
+from common.errors import WeightsError
 from conftest import run_script
 
 STEPS = 5

@@ -165,7 +165,7 @@ def test_safetensors_header_starting_with_0x80_is_not_taken_for_a_pickle(tmp_pat
     """A safetensors file starts with its header length, little-endian; when the low byte is 0x80
     (one file in 256, a real timm ResNet-50 export did) it looks like a pickle's first opcode."""
     from safetensors.numpy import save_file
-    from common.weights import read_state_dict
+    from common.weights import read_weights
     path = tmp_path / "weights.safetensors"
     tensors = {"conv1.weight": np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)}
     for pad in range(256):  # grow the header until its length's low byte is 0x80
@@ -173,6 +173,6 @@ def test_safetensors_header_starting_with_0x80_is_not_taken_for_a_pickle(tmp_pat
         if path.read_bytes()[:1] == b"\x80":
             break
     assert path.read_bytes()[:1] == b"\x80"
-    state, fmt = read_state_dict(str(path))
-    assert fmt == "safetensors"
-    np.testing.assert_array_equal(state["conv1.weight"], tensors["conv1.weight"])
+    found = read_weights(str(path))
+    assert found.fmt == "safetensors"
+    np.testing.assert_array_equal(found.tensors["conv1.weight"], tensors["conv1.weight"])

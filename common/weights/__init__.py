@@ -1,15 +1,14 @@
-"""Read foreign or native weight files into ``{name: numpy array}`` without torch or paddle.
+"""Read foreign or native weight files into ``{name: numpy array}`` without torch or paddle
+(step 1 of ``common.checkpoint.load_weights``: the file's tensors under the file's own names).
 
 Formats are told apart by content, not by suffix (a renamed file still loads):
 safetensors (8-byte header length + JSON), torch zip (``PK``), pickle (``.pdparams``),
 MindSpore ``.ckpt`` (protobuf, by suffix and as the fallback).
 """
-import json
+import dataclasses
 import os
 import pickle
 import struct
-
-import numpy as np
 
 
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"[:16]
@@ -40,20 +39,25 @@ def sniff_format(path):
     return "mindspore"
 
 
-def naming_of(fmt):
-    """The parameter-naming convention of a file format for ``convert_state_dict``: safetensors
-    files are timm's, so they carry torch names; the others name their own framework."""
-    return {"safetensors": "torch"}.get(fmt, fmt)
+@dataclasses.dataclass(frozen=True)
+class WeightsFile:
+    """What ``read_weights`` found: the file, its format and its tensors under its own names."""
+    path: str      # the file read: a Paddle path given without its suffix has it
+    fmt: str       # 'safetensors' | 'torch' | 'paddle' | 'mindspore'
+    tensors: dict  # the file's name -> numpy array (a .ckpt: every entry, training state included)
 
 
-def read_state_dict(path):
-    """``(state, fmt)``: the file's tensors as numpy arrays and the format detected.
+def read_weights(path):
+    """The ``WeightsFile`` at ``path``. A Paddle path given without its suffix
+    (``pretrained_model: ./DLA34_pretrained``, PaddleClas's habit) finds the ``.pdparams`` file.
 
     Readers' refusals (unsafe pickles, unreadable files) come back as ``WeightsError``."""
     from common.errors import WeightsError
+    if not os.path.exists(path) and os.path.isfile(path + ".pdparams"):
+        path += ".pdparams"
     fmt = sniff_format(path)
     try:
-        return _read(path, fmt), fmt
+        return WeightsFile(path, fmt, _read(path, fmt))
     except WeightsError:
         raise
     except (pickle.UnpicklingError, ValueError) as err:
@@ -98,7 +102,3 @@ def load_checkpoint_file(path, **kwargs):
     except Exception as err:  # pylint: disable=broad-except  # ValueError/RuntimeError/DecodeError
         raise WeightsError(f"{path} ({size} bytes) is not a readable checkpoint (.ckpt, .safetensors, .pth, "
                            f".pdparams): truncated, or another format") from None
-
-
-def describe(state):
-    return json.dumps({k: list(np.shape(v)) for k, v in state.items()})
