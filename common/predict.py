@@ -5,8 +5,8 @@ import os
 import numpy as np
 
 from common.data import class_names, read_rgb
-from common.data.samples import IMG_EXTENSIONS, DatasetError
-from common.errors import UserError, WeightsError
+from common.data.samples import IMG_EXTENSIONS
+from common.errors import DatasetError, UserError, WeightsError
 
 
 def image_paths(spec):
@@ -171,7 +171,8 @@ def evaluate_exported(cfg, hooks=None):
     """eval.py for an exported .mindir/.onnx: the val split through the same pipeline and metrics as a
     checkpoint's eval, batched at the file's fixed batch (the last batch padded, the pad not counted)."""
     from common.data import create_dataset
-    from common.runtime import METRIC_NAMES, init_device, metrics, single_device
+    from common.metrics import METRIC_NAMES, metrics
+    from common.runtime import init_device, single_device
     init_device(single_device(cfg))
     predictor = Predictor(cfg)
     batch = predictor.fixed_batch if isinstance(predictor.fixed_batch, int) else None
