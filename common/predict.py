@@ -51,16 +51,6 @@ def is_exported(path, backend="mindspore"):
     return backend == "onnxruntime" or os.path.splitext(path)[1].lower() in EXPORTED_SUFFIXES
 
 
-def _mindir_input_shape(path):
-    """The (fixed) shape of a MINDIR's first input, read from the file's protobuf."""
-    from mindspore.train.mind_ir_pb2 import ModelProto
-    proto = ModelProto()
-    with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
-    tensors = proto.graph.input[0].tensor if proto.graph.input else []
-    return tuple(int(d) for d in tensors[0].dims) if tensors else None
-
-
 def _fixed(dim):
     """False for a dynamic dimension: a name (ONNX) or -1 (MINDIR)."""
     return isinstance(dim, int) and dim > 0
@@ -98,13 +88,14 @@ class Predictor:
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
+            from common.ms_private import mindir_input_shape
             try:
                 graph = nn.GraphCell(ms.load(path))
             except Exception as err:  # pylint: disable=broad-except  # MindSpore's RuntimeError text
                 raise WeightsError(f"{path} ({os.path.getsize(path)} bytes) is not a loadable MINDIR file "
                                    f"(truncated, or another format)") from None
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
-            self.input_shape = _mindir_input_shape(path) or (cfg.export_batch_size,)
+            self.input_shape = mindir_input_shape(path) or (cfg.export_batch_size,)
         else:
             import mindspore as ms
             net = build_net(cfg, path)
