@@ -23,7 +23,8 @@ class TaskHooks:
 
     A hook returns what it wants and changes nothing it is handed: the spine gives it the config and
     ``TrainSetup`` read-only (tests/test_family_hooks.py runs every family's hooks on frozen ones)."""
-    loss: str = "cross_entropy"                     # the loss registered under this name in common.loss
+    loss: Optional[str] = None                      # the loss registered by this name in common.loss;
+    #                                                  None: the shared one (cross-entropy)
     check_config: Optional[Callable] = None         # (cfg) -> {key: value} the spine applies first, or None;
     #                                                  raise ConfigError to refuse
     resume_point: Optional[Callable] = None         # (cfg) -> ResumePoint a run without --resume starts after,

@@ -20,8 +20,9 @@ def register_loss(name, factory=None):
     return factory
 
 
-def create_loss(cfg, net, name=DEFAULT_LOSS):
-    """The loss registered as ``name``, built for ``cfg`` and ``net``."""
+def create_loss(cfg, net, name=None):
+    """The loss registered as ``name`` (None: ``DEFAULT_LOSS``), built for ``cfg`` and ``net``."""
+    name = name or DEFAULT_LOSS
     factory = _LOSSES.get(name)
     if factory is None:  # a family's hooks name a loss nobody registered: a bug, not a config error
         raise KeyError(f"no loss registered as '{name}'; registered: {', '.join(sorted(_LOSSES))}")

@@ -59,7 +59,8 @@ def test_multigrain_trains_with_the_mix_loss_it_registers():
     cfg = Config(num_classes=4, mix_lambda=0.5, label_smooth_factor=0.1, repeat_aug=3, margin=0.2, beta_init=1.2,
                  sampling_cutoff=0.5, nonzero_loss_cutoff=1.4, seed=0)
     assert isinstance(loss.create_loss(cfg, None, hooks.loss), MixLoss)
-    assert hooks_for("dla34").loss == loss.DEFAULT_LOSS
+    dla_cfg = Config(label_smooth_factor=0.0, num_classes=4)
+    assert isinstance(loss.create_loss(dla_cfg, None, hooks_for("dla34").loss), loss.CrossEntropySmooth)
 
 
 def _params():
