@@ -7,10 +7,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402,F401  # the CPU fast path (oneDNN ISA cap) before MindSpore loads
 
-from tools.benchmark.cli import create_parser, main, measure  # noqa: E402,F401
-from tools.benchmark.pipeline import summarize_pipeline, write_synthetic_images  # noqa: E402,F401
-from tools.benchmark.report import add_pipeline_ratios, add_ratios, markdown  # noqa: E402,F401
-from tools.benchmark.timing import alternate, summarize, summarize_pairs, time_repeats  # noqa: E402,F401
+from tools.benchmark.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,6 @@ import os
 
 from common import engine
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config")
 _TASKS = {"train": engine.train_main, "eval": engine.eval_main, "export": engine.export_main,
           "predict": engine.predict_main}
 
@@ -21,11 +20,7 @@ def main_for(path):
         raise ValueError(f"{path}: an entry file is named after its task: {', '.join(_TASKS)}")
 
     def main(argv=None):
-        from common.family import family_by_name
-        record = family_by_name(family_name)
-        if record is None:
-            raise ValueError(f"{path}: no family record '{family_name}' (is it in the top-level families.py?)")
-        default_config = os.path.join(os.path.dirname(folder), "config", record.default_config)
-        return _TASKS[task](argv, default_config, None)
+        from common.family import default_config_path
+        return _TASKS[task](argv, default_config_path(folder), None)
     main.__doc__ = f"{task} (default config: the {family_name} family's)"
     return main

@@ -16,16 +16,16 @@ import sys
 import yaml
 
 from common.builder import DATA_KEYS, IMAGENET_MEAN, IMAGENET_STD, resolve_data_config
-from common.errors import ConfigError  # noqa: F401  (importable from here, as before)
+from common.errors import ConfigError
+from common.family import SHARED_EXPORT_HEADS
 from common.lr import SCHEDULES
-# PaddleClas DLA yamls are read as ours (aliases, sections); ALIASES and PADDLE_* stay importable from here
-from common.paddle import (ALIASES, PADDLE_IGNORED, PADDLE_MIXUP_ALPHA,  # noqa: F401
-                           flatten_paddle_sections, translate_key)
+# PaddleClas DLA yamls are read as ours (aliases, sections)
+from common.paddle import ALIASES, PADDLE_IGNORED, flatten_paddle_sections, translate_key
 
 # key: (default, help). Sections as comments; the README documents every key.
 DEFAULTS = {
     # run
-    "model": ("dla34", "registered model name"),
+    "model": ("", "registered model name (unset: DEFAULT_MODEL of the top-level families.py)"),
     "num_classes": (1000, "number of classes"),
     "device_target": ("CPU", "CPU | GPU | Ascend"),
     "mode": ("GRAPH", "GRAPH or PYNATIVE"),
@@ -110,7 +110,7 @@ DEFAULTS = {
     "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
     "export_batch_size": (1, "export: batch of the exported input"),
     "export_head": ("classifier", "export: classifier (logits) | features (the backbone: one output per "
-                                  "feature map) | a family's own (MultiGrain: embedding)"),
+                                  "feature map) | a family's own (its record's export_heads)"),
     "out_indices": ([], "backbone (export_head features): indices into the model's feature_info "
                         "(timm's), [] = all"),
     "predict_path": ("", "predict: image file, several comma-separated, or a folder"),
@@ -125,7 +125,7 @@ DEFAULTS = {
 RANGES = {
     "num_classes": "[1, inf)",
     "device_target": ("CPU", "GPU", "Ascend"),
-    "export_head": ("classifier", "embedding", "features"),  # engine.export narrows it per family
+    "export_head": SHARED_EXPORT_HEADS,  # and each family's own (parse_args adds them)
     "seed": "[0, inf)",
     "device_id": "[0, inf)",
     "image_size": "[8, inf)",
@@ -186,6 +186,25 @@ class Config(dict):
 
     def __setattr__(self, key, value):
         self[key] = value
+
+    def replace(self, **changes):
+        """A copy of the same kind with ``changes`` (a read-only config's copy is read-only)."""
+        return type(self)({**self, **changes})
+
+
+class ReadOnlyConfig(Config):
+    """A config that refuses every change: what a task and the family hooks are handed once the config
+    is settled (a hook returns the keys it wants changed instead: ``TaskHooks.check_config``)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("the config is read-only once settled: a hook returns the keys it wants changed "
+                        "(TaskHooks.check_config) instead of assigning them")
+
+    __setattr__ = __setitem__ = __delattr__ = __delitem__ = _refuse
+    update = pop = popitem = clear = setdefault = __ior__ = _refuse
+
+    def __reduce__(self):  # copy/pickle rebuild it whole, not key by key
+        return type(self), (dict(self),)
 
 
 def _closest(key, known):
@@ -268,9 +287,10 @@ def create_parser(defaults, default_config=""):
     return parser
 
 
-def _model_keys(argv, default_config):
-    """Keys the chosen model's family adds (the model from --model, else the yaml, else the default)."""
-    from common.family import model_config_keys
+def _model_defaults(argv, default_config):
+    """The default model and the keys the chosen model's family adds (the model from --model, else the
+    yaml, else the default)."""
+    from common.family import default_model, model_config_keys
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config_path", default=default_config)
     pre.add_argument("--model", default=None)
@@ -278,7 +298,8 @@ def _model_keys(argv, default_config):
     model = known.model
     if model is None and known.config_path and os.path.isfile(known.config_path):
         model = load_yaml(known.config_path).get("model")
-    return model_config_keys(model or DEFAULTS["model"][0])
+    default = default_model()
+    return {"model": (default, DEFAULTS["model"][1]), **model_config_keys(model or default)}
 
 
 def _model_data_keys(given, model):
@@ -288,10 +309,10 @@ def _model_data_keys(given, model):
     return {k: v for k, v in filled.items() if k in DATA_KEYS and k not in given}
 
 
-def parse_args(argv=None, default_config="", extra_defaults=None):
-    """Build the config: DEFAULTS (+ the model family's CONFIG_KEYS and ``extra_defaults``) < yaml < command line."""
+def parse_args(argv=None, default_config=""):
+    """Build the config: DEFAULTS (+ the model family's ``config_keys``) < yaml < command line."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    defaults = {**DEFAULTS, **_model_keys(argv, default_config), **(extra_defaults or {})}
+    defaults = {**DEFAULTS, **_model_defaults(argv, default_config)}
     parser = create_parser(defaults, default_config)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -308,7 +329,8 @@ def parse_args(argv=None, default_config="", extra_defaults=None):
     cfg.update(_model_data_keys(given, given.get("model", cfg.model)))
     cfg.update(given)
     cfg.config_path = args.config_path
-    check_ranges(cfg, {**RANGES, **{k: v[2] for k, v in defaults.items() if len(v) > 2}})
+    from common.family import export_heads
+    check_ranges(cfg, {**RANGES, "export_head": export_heads(), **{k: v[2] for k, v in defaults.items() if len(v) > 2}})
     return cfg
 
 

@@ -43,7 +43,7 @@ def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=
     try:
         ms.set_device(device_target, _device_id(device_id, device_target))
     except (RuntimeError, ValueError) as err:
-        from common.config import ConfigError
+        from common.errors import ConfigError
         raise ConfigError(f"config error: device_target {device_target} is not available in this MindSpore "
                           f"build ({str(err).strip().splitlines()[0][:160]}); use --device_target CPU") from None
     if not distribute:

@@ -11,7 +11,7 @@ from common.data import create_dataset, dataset_samples
 
 def sharded_val_dataset(cfg, rank, group_size):
     """(this rank's val dataset, its image count, the total image count)."""
-    from common.data import DatasetError
+    from common.errors import DatasetError
     total = len(dataset_samples(cfg, "val"))
     if total < group_size:
         raise DatasetError(f"the val split has {total} images: fewer than the {group_size} ranks evaluating it")

@@ -17,8 +17,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.train import Callback
 
-from common.config import ConfigError
-from common.errors import WeightsError
+from common.errors import ConfigError, WeightsError
 
 _logger = logging.getLogger(__name__)
 PREFIX = "ema."

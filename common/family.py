@@ -8,25 +8,33 @@ This module imports no MindSpore, so a model file can import it without loading 
 """
 import dataclasses
 import importlib
+import os
 from dataclasses import field
 from typing import Callable, Optional
 
 _FAMILIES = {}   # family name -> Family
 _OWNER = {}      # model name -> family name
+SHARED_EXPORT_HEADS = ("classifier", "features")  # what every model exports: logits, the backbone's maps
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TaskHooks:
-    """What a model family customises. Every field is optional."""
-    extra_defaults: Optional[dict] = None          # {key: (default, help)} added to the config
-    create_loss: Optional[Callable] = None          # (cfg, net) -> loss cell(logits, label)
+    """What a model family customises. Every field is optional.
+
+    A hook returns what it wants and changes nothing it is handed: the spine gives it the config and
+    ``TrainSetup`` read-only (tests/test_family_hooks.py runs every family's hooks on frozen ones)."""
+    loss: Optional[str] = None                      # the loss registered by this name in common.loss;
+    #                                                  None: the shared one (cross-entropy)
+    check_config: Optional[Callable] = None         # (cfg) -> {key: value} the spine applies first, or None;
+    #                                                  raise ConfigError to refuse
+    resume_point: Optional[Callable] = None         # (cfg) -> ResumePoint a run without --resume starts after,
+    #                                                  or None (epoch 0); read before the datasets are built
     create_train_network: Optional[Callable] = None  # (cfg, net, loss) -> cell(image, label) -> loss
     create_train_sampler: Optional[Callable] = None  # (cfg, rank, group_size, num_samples) -> sampler
     export_network: Optional[Callable] = None       # (cfg, net) -> cell to export
-    check_config: Optional[Callable] = None         # (cfg) -> None, raise ConfigError
     prepare_eval_net: Optional[Callable] = None     # (cfg, net) -> None, before eval (e.g. GeM p)
-    after_eval: Optional[Callable] = None           # (cfg, net, result) -> None, e.g. retrieval metrics
-    create_trainer: Optional[Callable] = None       # (cfg, setup) -> engine.Trainer (e.g. THOR)
+    after_eval: Optional[Callable] = None           # (cfg, net, result) -> {metric: value} added to the result
+    create_trainer: Optional[Callable] = None       # (cfg, setup) -> common.trainer.Trainer (e.g. THOR)
     predict: Optional[Callable] = None              # (cfg, hooks) -> result, replaces common.predict.predict
 
 
@@ -41,6 +49,8 @@ class Family:
     weight_maps: dict = field(default_factory=dict)   # {"torch"|"paddle": fn(source_key) -> our key | None}
     source_names: dict = field(default_factory=dict)  # {"paddle": {"DLA34": "dla34", ...}}
     checkpoint_optional: tuple = ()  # parameter names a weights file may lack (they keep their configured value)
+    export_heads: tuple = ()       # export_head values of its own beside SHARED_EXPORT_HEADS (its export_network
+    #                                hook builds them)
 
 
 def register_family(record):
@@ -70,15 +80,24 @@ def import_families():
     Done lazily (not at ``import common``), and by name from that list (plugin discovery), so that
     ``common`` names no family; without a ``families`` module (common used as a bare library) nothing
     is loaded. This module imports nothing of ``common``: the registry and the weight loaders import it."""
+    listing = _listing()
+    for family in listing.FAMILIES if listing else ():
+        importlib.import_module(f"{family}.src")
+
+
+def _listing():
+    """The top-level ``families`` module, or None (common used as a bare library)."""
     try:
-        listing = importlib.import_module("families")
+        return importlib.import_module("families")
     except ModuleNotFoundError as err:
         if err.name != "families":
             raise
-        return
-    for family in listing.FAMILIES:
-        importlib.import_module(f"{family}.src")
+        return None
 
+
+def default_model():
+    """The model of a config that names none: the top-level ``families.DEFAULT_MODEL``, else ''."""
+    return getattr(_listing(), "DEFAULT_MODEL", "")
 
 
 def families():
@@ -122,3 +141,22 @@ def model_config_keys(model):
     ``common.config.RANGES``); {} for an unknown model or a family without keys."""
     record = family_of(model)
     return dict(record.config_keys) if record else {}
+
+
+
+def export_heads(model=None):
+    """The ``export_head`` values ``model`` can export (the shared ones and its family's own); without a
+    model, every registered family's."""
+    records = [family_of(model)] if model else families()
+    return tuple(sorted({*SHARED_EXPORT_HEADS, *(head for record in records if record for head in record.export_heads)}))
+
+
+def default_config_path(family_dir):
+    """``<root>/config/<default_config>`` of the family whose folder is ``family_dir`` (``<root>/<name>``): the
+    one place the entry files and the launchers (scripts/default_config.py) take it from."""
+    family_dir = os.path.abspath(family_dir)
+    name = os.path.basename(family_dir)
+    record = family_by_name(name)
+    if record is None:
+        raise ValueError(f"{family_dir}: no family record '{name}' (is it in the top-level families.py?)")
+    return os.path.join(os.path.dirname(family_dir), "config", record.default_config)

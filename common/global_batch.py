@@ -5,7 +5,8 @@ A recipe's lr belongs to the global batch it was written for (``reference_batch_
 global batch / reference_batch_size (Goyal et al., 2017); without it a run on another global
 batch trains with the recipe's lr as written, and one warning line says so.
 """
-from common.config import Config, ConfigError
+from common.config import Config
+from common.errors import ConfigError
 
 LR_SCALES = ("none", "linear")
 

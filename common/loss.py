@@ -1,7 +1,32 @@
-"""Losses shared by the families."""
+"""Losses by name: ``create_loss(cfg, net, name)`` builds the loss registered as ``name`` (a family's
+``TaskHooks.loss``); a family registers its own with ``register_loss`` (MultiGrain's mix loss).
+
+A loss factory is ``fn(cfg, net) -> cell(logits, label)``. A loss that wraps another (a distillation
+loss around the family's own) is a factory that calls ``create_loss`` for the loss it wraps."""
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
+
+DEFAULT_LOSS = "cross_entropy"
+_LOSSES = {}  # name -> factory(cfg, net)
+
+
+def register_loss(name, factory=None):
+    """Register ``factory(cfg, net) -> loss cell`` as ``name``; usable as ``@register_loss(name)``.
+    A name registered again is replaced (a module imported twice registers the same factory)."""
+    if factory is None:
+        return lambda fn: register_loss(name, fn)
+    _LOSSES[name] = factory
+    return factory
+
+
+def create_loss(cfg, net, name=None):
+    """The loss registered as ``name`` (None: ``DEFAULT_LOSS``), built for ``cfg`` and ``net``."""
+    name = name or DEFAULT_LOSS
+    factory = _LOSSES.get(name)
+    if factory is None:  # a family's hooks name a loss nobody registered: a bug, not a config error
+        raise KeyError(f"no loss registered as '{name}'; registered: {', '.join(sorted(_LOSSES))}")
+    return factory(cfg, net)
 
 
 class CrossEntropySmooth(nn.Cell):
@@ -32,3 +57,9 @@ class CrossEntropySmooth(nn.Cell):
         if self.reduction == "sum":
             return loss.sum()
         return loss
+
+
+@register_loss(DEFAULT_LOSS)
+def cross_entropy(cfg, net):
+    """Every family's loss unless its hooks name another: cross-entropy with ``label_smooth_factor``."""
+    return CrossEntropySmooth(cfg.label_smooth_factor, cfg.num_classes)

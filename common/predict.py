@@ -5,8 +5,8 @@ import os
 import numpy as np
 
 from common.data import class_names, read_rgb
-from common.data.samples import IMG_EXTENSIONS, DatasetError
-from common.errors import UserError, WeightsError
+from common.data.samples import IMG_EXTENSIONS
+from common.errors import DatasetError, UserError, WeightsError
 
 
 def image_paths(spec):
@@ -51,16 +51,6 @@ def is_exported(path, backend="mindspore"):
     return backend == "onnxruntime" or os.path.splitext(path)[1].lower() in EXPORTED_SUFFIXES
 
 
-def _mindir_input_shape(path):
-    """The (fixed) shape of a MINDIR's first input, read from the file's protobuf."""
-    from mindspore.train.mind_ir_pb2 import ModelProto
-    proto = ModelProto()
-    with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
-    tensors = proto.graph.input[0].tensor if proto.graph.input else []
-    return tuple(int(d) for d in tensors[0].dims) if tensors else None
-
-
 def _fixed(dim):
     """False for a dynamic dimension: a name (ONNX) or -1 (MINDIR)."""
     return isinstance(dim, int) and dim > 0
@@ -98,13 +88,14 @@ class Predictor:
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
+            from common.ms_private import mindir_input_shape
             try:
                 graph = nn.GraphCell(ms.load(path))
             except Exception as err:  # pylint: disable=broad-except  # MindSpore's RuntimeError text
                 raise WeightsError(f"{path} ({os.path.getsize(path)} bytes) is not a loadable MINDIR file "
                                    f"(truncated, or another format)") from None
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
-            self.input_shape = _mindir_input_shape(path) or (cfg.export_batch_size,)
+            self.input_shape = mindir_input_shape(path) or (cfg.export_batch_size,)
         else:
             import mindspore as ms
             net = build_net(cfg, path)
@@ -171,7 +162,8 @@ def evaluate_exported(cfg, hooks=None):
     """eval.py for an exported .mindir/.onnx: the val split through the same pipeline and metrics as a
     checkpoint's eval, batched at the file's fixed batch (the last batch padded, the pad not counted)."""
     from common.data import create_dataset
-    from common.runtime import METRIC_NAMES, init_device, metrics, single_device
+    from common.metrics import METRIC_NAMES, metrics
+    from common.runtime import init_device, single_device
     init_device(single_device(cfg))
     predictor = Predictor(cfg)
     batch = predictor.fixed_batch if isinstance(predictor.fixed_batch, int) else None

@@ -1,9 +1,7 @@
-"""What every task needs at run time and nothing more: the device, the configured net (or its
-backbone), the metrics. Kept out of ``common.engine`` so that ``common.predict`` and a family's
-task module can use it without importing the trainer (engine imports predict, never the reverse)."""
+"""What every task needs at run time and nothing more: the device and the configured net (or its
+backbone). Apart from the tasks so that ``common.predict`` and a family's task module can use it without
+importing the trainer."""
 from common.errors import UserError, WeightsError
-
-METRIC_NAMES = ("top_1_accuracy", "top_5_accuracy")
 
 
 def build_net(cfg, checkpoint="", allow_new_head=False):
@@ -31,11 +29,6 @@ def build_backbone(cfg, checkpoint=""):
         raise UserError(str(err)) from None
 
 
-def metrics():
-    from mindspore.train import Top1CategoricalAccuracy, Top5CategoricalAccuracy
-    return {"top_1_accuracy": Top1CategoricalAccuracy(), "top_5_accuracy": Top5CategoricalAccuracy()}
-
-
 def init_device(cfg):
     from common.device import init_context
     return init_context(cfg.device_target, cfg.mode, cfg.run_distribute, cfg.device_id, cfg.seed)
@@ -43,6 +36,4 @@ def init_device(cfg):
 
 def single_device(cfg):
     """A copy of ``cfg`` for one process (eval/export/predict outside a launcher)."""
-    cfg = type(cfg)(cfg)
-    cfg.run_distribute = False
-    return cfg
+    return cfg.replace(run_distribute=False)

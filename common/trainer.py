@@ -1,25 +1,26 @@
-"""The trainer contract of ``common.engine.train`` and the shared trainer.
+"""The trainer contract of the train task (``common.train``) and the shared trainer.
 
-``engine.train`` runs setup -> a trainer -> callbacks -> fit. A trainer (``Trainer``) is only a network, its
+The train task runs setup -> a trainer -> callbacks -> fit. A trainer (``Trainer``) is only a network, its
 optimizer and a step loop; ``model_trainer`` is the shared one (mindspore ``Model``). A family's
 ``TaskHooks.create_trainer`` may return another (MultiGrain's THOR): resume, EMA, counters, checkpoints and
-eval stay the engine's. Kept out of engine so a family's trainer never imports the engine."""
+eval stay the task's. Kept apart so a family's trainer never imports the task."""
 import dataclasses
 from typing import Callable
 
-from common.config import ConfigError
-from common.runtime import metrics
+from common.errors import ConfigError
+from common.metrics import metrics
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainSetup:
-    """What every trainer starts from, once the config, weights and data have been checked."""
+    """What every trainer starts from, once the config, weights and data have been checked (read-only: a
+    trainer builds on it, it does not change it)."""
     hooks: object
     out_dir: str
     ckpt_dir: str
     rank: int
     group_size: int
-    point: object          # common.training_state.ResumePoint (epoch 0 when not resuming)
+    point: object          # common.training_state.ResumePoint: --resume's, the resume_point hook's, or epoch 0
     accumulation: int      # batches per optimizer step
     net: object
     loss: object

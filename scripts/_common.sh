@@ -3,7 +3,7 @@
 #
 # Which model runs: the thin wrappers in <model>/scripts/ set MODEL_DIR; the top-level scripts
 # also take `--model_dir DIR` (a folder or one of dla, peleenet, multigrain). The model's default
-# config comes from <model>/scripts/_model.sh (DEFAULT_CONFIG, relative to the repository root).
+# config is its family record's (default_config, printed by scripts/default_config.py).
 #
 # Arguments: leading ones without `--` are the positional arguments of the usage text; from the
 # first `--key` on, everything is passed through to train.py / eval.py as config overrides
@@ -157,12 +157,11 @@ zoo_model() {
     zoo_need_file "model entry" "$ZOO_ENTRY"
     if [[ -n "$config_arg" ]]; then
         ZOO_CONFIG=$(zoo_abs "$config_arg")
-    else
-        local DEFAULT_CONFIG=""
-        [[ -f "$MODEL_DIR/scripts/_model.sh" ]] && source "$MODEL_DIR/scripts/_model.sh"
-        [[ -n "$DEFAULT_CONFIG" ]] || zoo_die "no CONFIG_PATH given and $MODEL_DIR/scripts/_model.sh sets no DEFAULT_CONFIG"
-        [[ "$DEFAULT_CONFIG" == /* ]] || DEFAULT_CONFIG="$ZOO_ROOT/$DEFAULT_CONFIG"
-        ZOO_CONFIG=$(zoo_abs "$DEFAULT_CONFIG")
+    else  # the family record's default config (the last line printed: imports may print before it)
+        local found
+        found=$("$PYTHON" "$ZOO_ROOT/scripts/default_config.py" "$MODEL_DIR") \
+            || zoo_die "no CONFIG_PATH given and no default config: ${found##*$'\n'}"
+        ZOO_CONFIG=$(zoo_abs "${found##*$'\n'}")
     fi
     zoo_need_file "CONFIG_PATH" "$ZOO_CONFIG"
 }

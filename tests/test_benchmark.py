@@ -6,13 +6,17 @@ import json
 import numpy as np
 import pytest
 
-import benchmark
+import common  # noqa: F401  (CPU fast path first, as benchmark.py)
 from conftest import run_script
+from tools.benchmark.cli import create_parser, main, measure
+from tools.benchmark.pipeline import summarize_pipeline, write_synthetic_images
+from tools.benchmark.report import add_pipeline_ratios, add_ratios, markdown
+from tools.benchmark.timing import alternate, summarize, summarize_pairs, time_repeats
 
 
 def test_summarize_median_min_max_from_step_times():
     # batch 4; steps of 0.5 s, 1 s, 0.25 s -> 8, 4, 16 img/s; median step 0.5 s -> 8 img/s
-    result = benchmark.summarize(([0.5, 1.0, 0.25], [0.9, 2.0, 0.5]), 4)
+    result = summarize(([0.5, 1.0, 0.25], [0.9, 2.0, 0.5]), 4)
     assert result["median"] == 8.0 and result["min"] == 4.0 and result["max"] == 16.0
     assert result["runs"] == [4.0, 8.0, 16.0]
     assert result["cpu_s_per_step"] == 0.9
@@ -20,7 +24,7 @@ def test_summarize_median_min_max_from_step_times():
 
 def test_time_repeats_counts_warmup_and_steps():
     calls = []
-    walls, cpus = benchmark.time_repeats(lambda: calls.append(1), repeat=3, warmup=2, steps=4)
+    walls, cpus = time_repeats(lambda: calls.append(1), repeat=3, warmup=2, steps=4)
     assert len(calls) == (2 + 3) * 4
     assert len(walls) == len(cpus) == 3 and all(t >= 0 for t in walls + cpus)
 
@@ -34,12 +38,12 @@ def _report():
              "rss_infer_mb": 900.0,
              "served": {"onnx": {"infer": _rate(24.0, 1.25)}, "mindir": {"infer": _rate(9.0, 2.5)}},
              "torch": {"train": _rate(4.0, 6.0), "infer": _rate(16.0, 2.5)}}
-    benchmark.add_ratios(entry)
+    add_ratios(entry)
     report = {"environment": {"settings": {"batch": 16, "size": 224, "device_target": "CPU", "threads": 2},
                               "mindspore": "2.10.0", "torch": "2.13.0", "timm": "1.0.31"},
               "models": {"dla34": entry},
               "pipeline": {"images_per_s": _rate(12.0), "workers": [1, 2]}}
-    benchmark.add_pipeline_ratios(report)
+    add_pipeline_ratios(report)
     return report
 
 
@@ -60,7 +64,7 @@ def test_pipeline_ratios_to_modelzoo_and_to_one_worker_are_medians_over_rounds()
         return {"modelzoo/1": {"images_per_s": _rate(zoo1)}, "modelzoo/2": {"images_per_s": _rate(zoo2)},
                 "ours/1": {"images_per_s": _rate(ours1)}, "ours/2": {"images_per_s": _rate(ours2)},
                 "deterministic/1": {"images_per_s": _rate(det)}, "mix/2": {"images_per_s": _rate(mix)}}
-    summary = benchmark.summarize_pipeline([round_(100, 200, 100, 180, 50, 90), round_(100, 100, 80, 160, 40, 80),
+    summary = summarize_pipeline([round_(100, 200, 100, 180, 50, 90), round_(100, 100, 80, 160, 40, 80),
                                             round_(100, 200, 100, 200, 25, 200)], [1, 2])
     rows = summary["rows"]
     assert rows["ours/2"]["vs_reference"] == {"median": 1.0, "rounds": [0.9, 1.6, 1.0]}   # ours / ModelZoo at 2
@@ -76,14 +80,14 @@ def test_paired_rounds_give_the_median_ratio_and_its_range():
     entry = {"train": _rate(3.0), "infer": _rate(10.0), "torch": {"train": _rate(4.0), "infer": _rate(16.0)},
              "rounds": [{"train": _rate(4.5), "infer": _rate(9.0), "torch": {"train": _rate(5.0), "infer": _rate(10.0)}},
                         {"train": _rate(2.0), "infer": _rate(8.0), "torch": {"train": _rate(2.5), "infer": _rate(10.0)}}]}
-    benchmark.add_ratios(entry)
+    add_ratios(entry)
     ratios = entry["ratios_vs_torch"]
     assert ratios["train_rounds"] == [0.75, 0.9, 0.8] and ratios["train"] == 0.8
     assert ratios["infer_rounds"] == [0.625, 0.9, 0.8] and ratios["infer"] == 0.8
     report = {"environment": {"settings": {"batch": 16, "size": 224, "device_target": "CPU", "threads": 2,
                                            "rounds": 3}},
               "models": {"dla34": entry}}
-    table = benchmark.markdown(report)
+    table = markdown(report)
     row = next(line for line in table.splitlines() if line.startswith("| dla34"))
     assert "| 0.80x (0.75-0.90) | 0.80x (0.62-0.90) |" in row
     assert "median (min-max) of 3 rounds" in table
@@ -107,7 +111,7 @@ class FakeClock:
 
 def test_alternate_swaps_the_order_every_pair_and_times_each_step():
     clock = FakeClock()
-    ours, theirs = benchmark.alternate(clock.step("ours", 2.0), clock.step("twin", 1.5), pairs=3, warmup=1,
+    ours, theirs = alternate(clock.step("ours", 2.0), clock.step("twin", 1.5), pairs=3, warmup=1,
                                        pause=0.2, clock=lambda: clock.now, sleep=clock.sleep)
     assert clock.calls == ["ours", "twin"] + ["ours", "twin", "twin", "ours", "ours", "twin"]
     assert ours == [2.0] * 3 and theirs == [1.5] * 3
@@ -116,21 +120,21 @@ def test_alternate_swaps_the_order_every_pair_and_times_each_step():
 
 def test_paired_ratios_are_the_twins_time_over_ours_per_pair():
     # pairs (ours, twin) seconds: (1, 0.8), (2, 1.0), (1, 1.2) -> ratios 0.8, 0.5, 1.2; batch 16
-    result = benchmark.summarize_pairs([1.0, 2.0, 1.0], [0.8, 1.0, 1.2], 16)
+    result = summarize_pairs([1.0, 2.0, 1.0], [0.8, 1.0, 1.2], 16)
     assert result["ratios"] == [0.5, 0.8, 1.2] and result["ratio"] == 0.8
     assert (result["min"], result["max"]) == (0.5, 1.2)
     assert result["ours_img_s"] == 16.0 and result["twin_img_s"] == 16.0  # median step 1 s each
     report = _report()
     report["models"]["dla34"]["paired"] = {"pairs": 3, "pause_s": 0.2, "train": result,
-                                           "infer": benchmark.summarize_pairs([0.5], [0.6], 16)}
-    table = benchmark.markdown(report)
+                                           "infer": summarize_pairs([0.5], [0.6], 16)}
+    table = markdown(report)
     assert "steps alternating (0.2 s apart" in table
     row = [line for line in table.splitlines() if line.startswith("| dla34")][-1]
     assert row == "| dla34 | 3 | 0.80x (0.50-1.20) | 1.20x | 16.0 | 16.0 |"
 
 
 def test_markdown_table_has_every_column():
-    table = benchmark.markdown(_report())
+    table = markdown(_report())
     header = next(line for line in table.splitlines() if line.startswith("| model"))
     for column in ("train img/s", "infer img/s", "MINDIR img/s", "ONNX img/s", "peak RSS", "torch train",
                    "torch infer", "train ratio", "infer ratio", "best served ratio"):
@@ -144,18 +148,18 @@ def test_markdown_table_has_every_column():
 
 def test_paired_without_compare_is_refused(capsys):
     with pytest.raises(SystemExit):
-        benchmark.main(["--models", "dla34", "--paired", "5"])
+        main(["--models", "dla34", "--paired", "5"])
     assert "--paired times MindSpore against the PyTorch twin: it needs --compare" in capsys.readouterr().err
 
 
 def test_bad_export_format_is_refused():
     with pytest.raises(SystemExit):
-        benchmark.measure(benchmark.create_parser().parse_args(["--models", "", "--export", "air"]))
+        measure(create_parser().parse_args(["--models", "", "--export", "air"]))
 
 
 def test_synthetic_images_are_imagenet_sized_jpegs(tmp_path):
     from common.data import read_rgb
-    benchmark.write_synthetic_images(str(tmp_path), 6, num_classes=3)
+    write_synthetic_images(str(tmp_path), 6, num_classes=3)
     files = sorted(tmp_path.glob("train/*/*.jpg"))
     assert len(files) == 6 and len({f.parent.name for f in files}) == 3
     image = read_rgb(str(files[0]))

@@ -25,7 +25,7 @@ def test_drop_rate_zero_turns_dropout_off_and_a_rate_is_used_as_given(name):
 
 def test_the_configs_drop_rate_is_what_runs_even_where_the_model_default_differs():
     """PeleeNet's API default is 0.05 (the paper); a config's 0 must still turn it off."""
-    from common.engine import build_net
+    from common.runtime import build_net
     assert len(_dropouts(create_model("peleenet", num_classes=10))) == 1  # the API default: on
     cfg = parse_args(["--model", "peleenet", "--num_classes", "10", "--drop_rate", "0"])
     assert _dropouts(build_net(cfg)) == []

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from common.config import parse_args
-from common.data import DatasetError, create_dataset, read_rgb
+from common.data import create_dataset, read_rgb
+from common.errors import DatasetError
 from common.data.image_file import read_encoded
 
 GOOD = 10

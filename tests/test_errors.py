@@ -13,8 +13,8 @@ import common  # noqa: F401  (CPU fast path first)
 import mindspore as ms
 
 from common import create_model
-from common.config import ConfigError, parse_args
-from common.errors import Diverged, UserError, WeightsError
+from common.config import parse_args
+from common.errors import ConfigError, Diverged, UserError, WeightsError
 from conftest import ROOT, run_script
 
 
@@ -226,21 +226,24 @@ def _folders(root, classes):
 
 @pytest.mark.parametrize("label", ["57", "-1"])
 def test_a_list_label_outside_the_classes_stops_the_run(tmp_path, label):
-    from common.data import DatasetError, dataset_samples
+    from common.data import dataset_samples
+    from common.errors import DatasetError
     (tmp_path / "train.txt").write_text(f"a.png 0\nb.png {label}\n")
     with pytest.raises(DatasetError, match=f"train.txt:2: label {label} is outside \\[0, 3\\)"):
         dataset_samples(_cfg(tmp_path, cls_label_path_train=str(tmp_path / "train.txt")), "train")
 
 
 def test_more_class_folders_than_num_classes(tmp_path):
-    from common.data import DatasetError, dataset_samples
+    from common.data import dataset_samples
+    from common.errors import DatasetError
     _folders(tmp_path / "train", {"a": 1, "b": 1, "c": 1, "d": 1})
     with pytest.raises(DatasetError, match="has 4 class folders but num_classes is 3; set --num_classes 4"):
         dataset_samples(_cfg(tmp_path), "train")
 
 
 def test_validation_folders_that_are_not_the_training_classes(tmp_path, caplog):
-    from common.data import DatasetError, dataset_samples
+    from common.data import dataset_samples
+    from common.errors import DatasetError
     _folders(tmp_path / "train", {"cat": 2, "dog": 2, "eel": 0})
     _folders(tmp_path / "val", {"cat": 1, "cow": 1})
     with caplog.at_level(logging.WARNING):

@@ -3,6 +3,9 @@
 * no import cycle among the project's modules, counting imports inside functions too;
 * ``common`` imports no family (the families are found through the top-level ``families.py``,
   loaded by name at run time: plugin discovery, which a static walk does not see, and need not);
+* the data pipeline, the EMA, the optimizers and the trainer reach neither the config parser, the
+  model registry nor the family records, not even through another module: they take a config, they
+  do not read one (a family's hooks, the data and the trainer load without the layers above them);
 * no block of code copied between two family folders.
 """
 import ast
@@ -126,6 +129,48 @@ def test_common_imports_no_family():
     into_family = sorted(f"{name} -> {target}" for name, edges in graph.items() if name.split(".")[0] == "common"
                          for target in edges if target.split(".")[0] in families)
     assert not into_family, "common imports a family: " + ", ".join(into_family)
+
+
+# modules -> the modules they must not reach, directly or through others (imports inside functions count)
+_LAYERS_BELOW_CONFIG = ("common.data", "common.ema", "common.optim", "common.trainer")
+_ABOVE_THEM = ("common.config", "common.registry", "common.family")
+
+
+def _forbidden_paths(graph, sources, targets):
+    """``["a -> b -> c"]``: the first import path from each module in ``sources`` (a module or package
+    prefix) to one in ``targets``."""
+    found = []
+    for name in sorted(graph):
+        if not any(name == s or name.startswith(s + ".") for s in sources):
+            continue
+        parent, todo = {name: None}, [name]
+        while todo:
+            node = todo.pop(0)
+            for succ in sorted(graph.get(node, ())):
+                if succ not in parent:
+                    parent[succ] = node
+                    todo.append(succ)
+        for target in targets:
+            if target in parent:
+                path, node = [], target
+                while node is not None:
+                    path.append(node)
+                    node = parent[node]
+                found.append(" -> ".join(reversed(path)))
+    return found
+
+
+def test_data_ema_optim_and_trainer_reach_no_config_registry_or_family():
+    graph = _import_graph(_project_modules())
+    assert "common.data.dataset" in graph and "common.trainer" in graph  # the walk sees them
+    paths = _forbidden_paths(graph, _LAYERS_BELOW_CONFIG, _ABOVE_THEM)
+    assert not paths, "imports above their layer: " + "; ".join(paths)
+
+
+def test_forbidden_path_finder_follows_imports_through_other_modules():
+    graph = {"low": {"mid"}, "low.part": {"errors"}, "mid": {"top"}, "top": set(), "errors": set()}
+    assert _forbidden_paths(graph, ("low",), ("top",)) == ["low -> mid -> top"]
+    assert _forbidden_paths(graph, ("low.part",), ("top",)) == []
 
 
 def _code_lines(path):

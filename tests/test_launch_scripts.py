@@ -61,8 +61,13 @@ def work(tmp_path):
     (model / "scripts").mkdir(parents=True)
     for entry in ("train.py", "eval.py"):
         (model / entry).write_text(RECORDER)
-    (tmp_path / "fake.yaml").write_text("model: fake\n")
-    (model / "scripts" / "_model.sh").write_text(f"DEFAULT_CONFIG={tmp_path / 'fake.yaml'}\n")
+    # its default config is its family record's (scripts/default_config.py reads it): a one-family tree
+    (tmp_path / "families.py").write_text('FAMILIES = ("fakenet",)\n')
+    (model / "src").mkdir()
+    (model / "src" / "__init__.py").write_text("from common.family import Family, register_family\n"
+                                               "register_family(Family('fakenet', (), 'fake.yaml'))\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "fake.yaml").write_text("model: fake\n")
     (job / "cfg.yaml").write_text("model: fake\n")
     (job / "net.ckpt").write_bytes(b"\0")
     (job / "rank_table_8p.json").write_text(json.dumps(rank_table(8)))
@@ -150,7 +155,7 @@ def test_dry_run_from_environment_and_overrides_pass_through(work):
     assert len(lines) == 8
     _, _, _, cmd, _ = parse_line(lines[5])
     assert cmd[-4:] == ["--epoch_size", "2", "--lr", "0.4"]
-    assert option(cmd, "--config_path") == str(work["tmp"] / "fake.yaml"), "the model's default config"
+    assert option(cmd, "--config_path") == str(work["tmp"] / "config" / "fake.yaml"), "the model's default config"
     assert not (work["job"] / "train_parallel0").exists()
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import common  # noqa: F401
-from common.config import parse_args
+from common.engine import settle_config
 from common.lr import create_lr_schedule
 
 # ModelZoo MultiGrain card (REFERENCE.md, MultiGrain section).
@@ -44,9 +44,7 @@ def test_card_values(repo_root, name):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS) + ["multigrain_demo_config.yaml"])
 def test_every_key_is_known_to_the_parser(repo_root, name):
-    from multigrain.src.task import EXTRA_DEFAULTS, check_config
-    cfg = parse_args([], os.path.join(repo_root, "config", name), EXTRA_DEFAULTS)
-    check_config(cfg)
+    cfg, _ = settle_config([], os.path.join(repo_root, "config", name))
     data = _yaml(repo_root, name)
     assert cfg.model in common.list_models()
     assert cfg.batch_size % cfg.repeat_aug == 0
@@ -56,9 +54,7 @@ def test_every_key_is_known_to_the_parser(repo_root, name):
 def test_card_linear_schedule_through_the_shared_lr(repo_root):
     """0 -> lr_init over 2 epochs, then the straight line to 0 at epoch 70, cut at epoch 50."""
     from multigrain.src.lr_generator import get_linear_lr
-    from multigrain.src.task import EXTRA_DEFAULTS, check_config
-    cfg = parse_args([], os.path.join(repo_root, "config", "resnet50_imagenet2012_config.yaml"), EXTRA_DEFAULTS)
-    check_config(cfg)
+    cfg, _ = settle_config([], os.path.join(repo_root, "config", "resnet50_imagenet2012_config.yaml"))
     steps = 7
     lr = create_lr_schedule(cfg, steps)
     assert len(lr) == 50 * steps
@@ -71,8 +67,6 @@ def test_card_linear_schedule_through_the_shared_lr(repo_root):
 
 
 def test_use_label_smooth_false_turns_smoothing_off(repo_root):
-    from multigrain.src.task import EXTRA_DEFAULTS, check_config
-    cfg = parse_args(["--use_label_smooth", "False"],
-                     os.path.join(repo_root, "config", "resnet50_imagenet2012_config.yaml"), EXTRA_DEFAULTS)
-    check_config(cfg)
+    cfg, _ = settle_config(["--use_label_smooth", "False"],
+                           os.path.join(repo_root, "config", "resnet50_imagenet2012_config.yaml"))
     assert cfg.label_smooth_factor == 0.0

@@ -38,7 +38,7 @@ def setup(demo_data, tmp_path_factory):
     images = [str(demo_data / line.split()[0]) for line in lines]
 
     cfg = parse_args([*map(str, common_args(demo_data)), "--cls_label_path_val", str(tmp / "six.txt")],
-                     str(ROOT / "config" / "multigrain_demo_config.yaml"), HOOKS.extra_defaults)
+                     str(ROOT / "config" / "multigrain_demo_config.yaml"))
     net = create_model("multigrain_resnet50", num_classes=10, checkpoint_path=str(ckpt))
     net.set_train(False)
     HOOKS.prepare_eval_net(cfg, net)  # what eval.py does before retrieval_eval

@@ -10,8 +10,9 @@ import pytest
 import common  # noqa: F401  (CPU fast path before MindSpore)
 from common import cli
 from common.config import parse_args
+from conftest import ROOT
 
-CONFIG = os.path.join(cli.CONFIG_DIR, "peleenet_{}_config.yaml")
+CONFIG = os.path.join(ROOT, "config", "peleenet_{}_config.yaml")
 
 
 def _cfg(name, *argv):

@@ -9,10 +9,11 @@ import mindspore.dataset as ds
 from mindspore import nn
 from mindspore.train import Model
 
-from common.config import ConfigError, parse_args
-from common.engine import _loss_scale_manager
+from common.config import parse_args
+from common.errors import ConfigError
 from common.loss import CrossEntropySmooth
 from common.optim import create_optimizer
+from common.trainer import _loss_scale_manager
 
 
 class SmallNet(nn.Cell):

@@ -6,7 +6,8 @@ import pytest
 import common  # noqa: F401  (CPU fast path first)
 import mindspore.dataset.vision as vision
 
-from common.config import ConfigError, parse_args
+from common.config import parse_args
+from common.errors import ConfigError
 from common.data import create_dataset, create_transforms
 
 

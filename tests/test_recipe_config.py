@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from common.config import DEFAULTS, ConfigError, parse_args
+from common.config import DEFAULTS, parse_args
+from common.errors import ConfigError
 
 # The layout of PaddleClas's legacy configs/DLA/*.yaml (flat keys plus sections).
 PADDLE_YAML = """\

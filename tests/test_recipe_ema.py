@@ -10,7 +10,7 @@ from mindspore import nn
 from mindspore.train import Model
 
 from common.callbacks import CheckpointSaver
-from common.config import ConfigError
+from common.errors import ConfigError
 from common.ema import EMA, EMAUpdate
 
 W0 = np.array([0.5, -1.0, 2.0], np.float32)

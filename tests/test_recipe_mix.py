@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import common  # noqa: F401  (CPU fast path first)
-from common.config import ConfigError, parse_args
+from common.config import parse_args
+from common.errors import ConfigError
 from common.data import create_dataset
 from common.data.mix import MixBatch
 

@@ -24,7 +24,8 @@ from mindspore.amp import FixedLossScaleManager
 from mindspore.train import Model
 
 from common.accumulation import GradientAccumulation
-from common.config import Config, ConfigError, DEFAULTS
+from common.config import Config, DEFAULTS
+from common.errors import ConfigError
 from common.global_batch import lr_config
 from conftest import ROOT, SHARED, run_script
 

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from common.config import ConfigError, parse_args
+from common.config import parse_args
+from common.errors import ConfigError
 
 
 def write_yaml(tmp_path, text):

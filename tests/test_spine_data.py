@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from common.config import parse_args
-from common.data import DatasetError, create_dataset, dataset_samples
+from common.data import create_dataset, dataset_samples
+from common.errors import DatasetError
 
 
 def cfg_for(data, *extra):

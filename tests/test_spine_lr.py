@@ -5,7 +5,8 @@ import pytest
 
 from common.lr import (constant_lr, cosine_lr, create_lr_schedule, exponential_lr, linear_lr, piecewise_lr,
                        poly_lr, step_lr)
-from common.config import ConfigError, parse_args
+from common.config import parse_args
+from common.errors import ConfigError
 
 SPE, EPOCHS, LR = 10, 6, 0.4
 

@@ -130,19 +130,20 @@ def test_thor_trainer_checkpoint_resumes_into_a_new_thor_trainer(repo_root, tmp_
     (weights, THOR statistics, both optimizers' state) loads back through the shared --resume."""
     from mindspore import Tensor
     from common.checkpoint import save_checkpoint_atomic
-    from common.engine import _set_optimizer_step, resume_training
+    from common.loss import create_loss
+    from common.resume import resume_training, set_optimizer_step
     from common.trainer import TrainSetup
     from common.training_state import ResumePoint
-    from multigrain.src.task import EXTRA_DEFAULTS, HOOKS
+    from multigrain.src.task import HOOKS
     from multigrain.src.thor import thor_trainer
 
     cfg = parse_args(["--num_classes", "10", "--amp_level", "O0", "--batch_size", "6", "--repeat_aug", "3"],
-                     str(repo_root / "config" / "resnet50_imagenet2012_GPU_Thor_config.yaml"), EXTRA_DEFAULTS)
+                     str(repo_root / "config" / "resnet50_imagenet2012_GPU_Thor_config.yaml"))
 
     def build():
         net = common.create_model(cfg.model, num_classes=10)
         setup = TrainSetup(hooks=HOOKS, out_dir="", ckpt_dir="", rank=0, group_size=1, point=ResumePoint(),
-                           accumulation=1, net=net, loss=HOOKS.create_loss(cfg, net), train_ds=None, rest_ds=None,
+                           accumulation=1, net=net, loss=create_loss(cfg, net, HOOKS.loss), train_ds=None, rest_ds=None,
                            batches=4, steps=4, lr_cfg=None, lr_warning="", lr=[])
         return HOOKS.create_trainer(cfg, setup)
 
@@ -158,7 +159,7 @@ def test_thor_trainer_checkpoint_resumes_into_a_new_thor_trainer(repo_root, tmp_
 
     second = build()
     resume_training(second.train_network, str(path), 1)
-    _set_optimizer_step(second.optimizer, ResumePoint(1), 4, 1, 0)
+    set_optimizer_step(second.optimizer, ResumePoint(1), 4, 1, 0)
     restored = dict(second.train_network.parameters_and_names())
     assert float(restored[cov].asnumpy().ravel()[0]) == 7.0
     assert int(second.optimizer.global_step.asnumpy().reshape(-1)[0]) == 4  # THOR's lr/damping index

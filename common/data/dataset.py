@@ -29,8 +29,9 @@ import mindspore.dataset.vision as vision
 from common.data.image_file import read_encoded
 from common.data.mix import MixBatch, mix_enabled
 from common.data.order import ShardOrder
-from common.data.samples import DatasetError, dataset_samples
+from common.data.samples import dataset_samples
 from common.data.transforms import create_transforms
+from common.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
 _NO_LABEL = np.int32(-1)  # deterministic path: marks a sample whose file could not be read (filtered out)

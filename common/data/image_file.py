@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from common.data.samples import DatasetError
+from common.errors import DatasetError
 
 JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ A batch is mixed with probability ``prob``; with both enabled, cutmix is chosen 
 """
 import numpy as np
 
-from common.config import ConfigError
+from common.errors import ConfigError
 
 
 def mix_enabled(cfg):

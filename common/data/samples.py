@@ -6,12 +6,11 @@ classes, and training classes without images, are warned about (once per run).""
 import logging
 import os
 
+from common.errors import DatasetError
+
 _logger = logging.getLogger(__name__)
 _WARNED = set()
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
-
-from common.errors import DatasetError  # noqa: F401  (importable from here, as before)
 
 
 def class_folders(root):

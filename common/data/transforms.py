@@ -4,7 +4,7 @@ import re
 import mindspore.dataset.vision as vision
 from mindspore.dataset.vision import Inter
 
-from common.config import ConfigError
+from common.errors import ConfigError
 
 _INTERPOLATION = {"bilinear": Inter.BILINEAR, "bicubic": Inter.BICUBIC, "nearest": Inter.NEAREST}
 

@@ -18,4 +18,5 @@ FAMILY = register_family(Family(
     weight_maps={"torch": _from_torch_resnet},
     # GeM's p may be absent from a checkpoint (a ModelZoo ResNet-50 has no pool.p): kept as configured
     checkpoint_optional=("pool.p",),
+    export_heads=("embedding",),  # export_network: the L2-normalised GeM embedding instead of the logits
 ))

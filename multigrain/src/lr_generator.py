@@ -17,7 +17,7 @@ The card's keys and how they are used:
 """
 import numpy as np
 
-from common.config import ConfigError
+from common.errors import ConfigError
 
 
 class CardScheduleError(ConfigError, ValueError):

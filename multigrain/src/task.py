@@ -1,30 +1,45 @@
-"""MultiGrain's hooks into the shared engine: card config keys, mix loss, repeated-augmentation
-sampler, the THOR trainer and its refusals, retrieval evaluation, the exported head and predict with embeddings."""
+"""MultiGrain's hooks into the shared engine: the card's config keys turned into the shared ones, the mix
+loss, the repeated-augmentation sampler, the THOR trainer and its refusals, retrieval evaluation, the
+exported head and predict with embeddings."""
 import os
 
-from common.config import Config, ConfigError
+from common.config import Config
+from common.errors import ConfigError
 from common.family import TaskHooks
-from multigrain.src.config_keys import CONFIG_KEYS as EXTRA_DEFAULTS  # the family record's keys
+from common.loss import register_loss
 from multigrain.src.lr_generator import card_linear_keys
 from multigrain.src.thor import is_thor, thor_device_error
 
 EMBEDDING_DIM = 2048  # ResNet-50's layer4 channels (MultiGrain.num_features): the width of an embedding export
+MIX_LOSS = "multigrain_mix"
 
 
 def check_config(cfg):
+    """The refusals, and the card keys as the shared keys they stand for ({key: value} the spine applies)."""
     if is_thor(cfg):  # first: a THOR config stops here, before any data check
         _check_thor(cfg)
     if cfg.mix_lambda < 1.0 and cfg.repeat_aug < 2:
         raise ConfigError("config error: the margin loss (mix_lambda < 1) needs repeat_aug >= 2 for positive pairs")
-    if not cfg.use_label_smooth:
-        cfg.label_smooth_factor = 0.0
     if cfg.retrieval and cfg.ckpt_file:
         from common.predict import is_exported
         if is_exported(cfg.ckpt_file, cfg.backend):
             raise ConfigError("config error: --retrieval needs a checkpoint (.ckpt); an exported file is "
                               "evaluated for top-1/top-5 only")
+    overrides = {}
+    if not cfg.use_label_smooth:
+        overrides["label_smooth_factor"] = 0.0
     if cfg.lr_decay_mode and not is_thor(cfg):
-        cfg.update(card_linear_keys(cfg))  # the card's Linear mode as common.lr's linear schedule
+        overrides.update(card_linear_keys(cfg))  # the card's Linear mode as common.lr's linear schedule
+    return overrides
+
+
+def resume_point(cfg):
+    """A THOR run from --pretrained weights that already trained ``pretrain_epoch_size`` epochs continues
+    after them (as ModelZoo: epochs start+1..epoch_size, counted and named as the whole run's)."""
+    if is_thor(cfg) and cfg.pretrain_epoch_size:
+        from common.training_state import ResumePoint
+        return ResumePoint(epoch=cfg.pretrain_epoch_size)
+    return None
 
 
 def _check_thor(cfg):
@@ -56,7 +71,8 @@ def create_trainer(cfg, setup):
     return (thor_trainer if is_thor(cfg) else model_trainer)(cfg, setup)
 
 
-def create_loss(cfg, net):
+@register_loss(MIX_LOSS)
+def create_mix_loss(cfg, net):
     from multigrain.src.mix_loss import MixLoss
     return MixLoss(cfg.num_classes, mix_lambda=cfg.mix_lambda, smooth_factor=cfg.label_smooth_factor,
                    repeat=max(cfg.repeat_aug, 2), margin=cfg.margin, beta_init=cfg.beta_init,
@@ -123,8 +139,7 @@ def retrieval_eval(cfg, net):
 
 
 def after_eval(cfg, net, result):
-    if cfg.retrieval:
-        result.update(retrieval_eval(cfg, net))
+    return retrieval_eval(cfg, net) if cfg.retrieval else None
 
 
 def predict(cfg, hooks):
@@ -132,8 +147,8 @@ def predict(cfg, hooks):
     normalised GeM embeddings (the retrieval eval's, same GeM p) with their names in OUT.txt.
     From a checkpoint (one forward pass gives both) or an export: a classifier export gives classes,
     an ``--export_head embedding`` export gives embeddings (told apart by the output width)."""
-    from common.data import DatasetError, class_names
-    from common.errors import UserError
+    from common.data import class_names
+    from common.errors import DatasetError, UserError
     from common.runtime import build_net, init_device, single_device
     from common.predict import Predictor, image_paths, is_exported, preprocess, topk_results
     from multigrain.src.multigrain import MultiGrainOutputs
@@ -199,7 +214,7 @@ def _write_embeddings(path, embeddings, names):
     os.replace(names_path + ".tmp", names_path)
 
 
-HOOKS = TaskHooks(extra_defaults=EXTRA_DEFAULTS, create_loss=create_loss, create_train_network=create_train_network,
-                  create_train_sampler=create_train_sampler, export_network=export_network,
-                  check_config=check_config, prepare_eval_net=_apply_eval_gem_p, after_eval=after_eval,
+HOOKS = TaskHooks(loss=MIX_LOSS, check_config=check_config, resume_point=resume_point,
+                  create_train_network=create_train_network, create_train_sampler=create_train_sampler,
+                  export_network=export_network, prepare_eval_net=_apply_eval_gem_p, after_eval=after_eval,
                   create_trainer=create_trainer, predict=predict)

@@ -4,8 +4,9 @@ MindSpore 2.10's own path, ``ConvertModelUtils().convert_to_thor_model(...)`` th
 fails in both sink modes (``ModelThor._exec_preprocess() missing 2 required positional arguments``),
 and THOR has no CPU kernels (``ThorIm2Col``). So THOR runs in ``common.loop``'s plain Python loop
 and does what ``ModelThor`` meant to do, without ``Model``. ``thor_trainer`` is MultiGrain's
-``create_trainer`` hook for THOR configs: ``common.engine.train`` does the setup, resume, EMA, counters,
-checkpoints and eval around it, as for any trainer.
+``create_trainer`` hook for THOR configs: the train task (``common.train``) does the setup, resume, EMA,
+counters, checkpoints and eval around it, as for any trainer. THOR is registered as optimizer ``thor``
+(``common.optim``), the name the card's THOR configs give.
 
 - ``nn.thor(net, ...)`` converts the net's Conv2d/Dense into THOR layers (``ConvertNetUtils``)
   and builds ``ThorAscend``/``ThorGpu``;
@@ -24,6 +25,9 @@ import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import ParameterTuple, Tensor
+
+from common.errors import ConfigError
+from common.optim import create_optimizer, register_optimizer
 
 THOR_DEVICES = ("Ascend", "GPU")
 MOMENTUM_CONFIG = "config/resnet50_imagenet2012_config.yaml"
@@ -54,6 +58,16 @@ def create_thor_optimizer(net, lr, damping, cfg):
     return nn.thor(net, Tensor(lr, ms.float32), Tensor(damping, ms.float32), cfg.momentum, cfg.weight_decay,
                    cfg.loss_scale, cfg.batch_size, split_indices=list(cfg.split_indices),
                    frequency=int(cfg.frequency))
+
+
+@register_optimizer("thor")
+def _thor(params, cfg, lr, loss_scale, net=None, damping=None):
+    """Optimizer ``thor`` (``common.optim``): THOR converts the net's layers, so it takes the net and its
+    damping schedule, which only ``thor_trainer`` hands it (``loss_scale`` is the config's, fixed)."""
+    if net is None or damping is None:  # the shared trainer asked: THOR steps only in thor_trainer
+        raise ConfigError(f"config error: optimizer thor trains MultiGrain models only (its own THOR trainer), "
+                          f"not {cfg.model}")
+    return create_thor_optimizer(net, lr, damping, cfg)
 
 
 def _own_names(extra_optimizer, thor_optimizer, prefix="beta_"):
@@ -108,21 +122,19 @@ def run_thor_training(train_step, dataset, epochs, frequency, callbacks=(), init
 
 
 def thor_trainer(cfg, setup):
-    """The THOR optimizer and step for ``common.engine.train`` (a ``TaskHooks.create_trainer``): the shared
+    """The THOR optimizer and step for the train task (a ``TaskHooks.create_trainer``): the shared
     setup, resume, EMA, counters, checkpoints and eval run around it. What THOR cannot do is refused
-    earlier, in ``multigrain.src.task.check_config``."""
+    earlier, in ``multigrain.src.task.check_config``; a run from pretrained epochs starts after them
+    (``setup.point``, from the ``resume_point`` hook)."""
     from common.trainer import Trainer, eval_model
-    from common.training_state import ResumePoint
     from multigrain.src.lr_generator import multigrain_damping, multigrain_lr
 
     hooks, net, loss, steps = setup.hooks, setup.net, setup.loss, setup.steps
     start = cfg.pretrain_epoch_size  # epochs the --pretrained weights trained: the schedules start there
-    if start:  # as ModelZoo: run epochs start+1..epoch_size, counted (and named) as the whole run's
-        setup.point = ResumePoint(epoch=start)
     lr_all = multigrain_lr(cfg, steps)
     # the optimizer's step starts at 0 here (and is restored by --resume, never combined with start)
     lr, damping = lr_all[start * steps:], multigrain_damping(cfg, steps, start_epoch=start)
-    optimizer = create_thor_optimizer(net, lr, damping, cfg)
+    optimizer = create_optimizer(net.trainable_params(), cfg, lr, cfg.loss_scale, net=net, damping=damping)
     if cfg.amp_level != "O0":
         ms.amp.auto_mixed_precision(net, cfg.amp_level)
     beta_optimizer = nn.Momentum(loss.trainable_params(), Tensor(lr, ms.float32), cfg.momentum,

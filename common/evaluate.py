@@ -1,0 +1,39 @@
+"""The eval task: a checkpoint's (or an exported file's) top-1/top-5 on the validation split, then the
+family's own metrics (``after_eval``: MultiGrain's retrieval)."""
+import os
+
+from common.errors import UserError
+from common.metrics import METRIC_NAMES, metrics
+from common.runtime import init_device, single_device
+
+
+def evaluate(cfg, hooks):
+    from mindspore.train import Model
+    from common.data import create_dataset
+    from common.loss import create_loss
+    from common.predict import evaluate_exported, is_exported
+    from common.runtime import build_net
+
+    if not cfg.ckpt_file:
+        raise UserError("no checkpoint to evaluate: pass --ckpt_file PATH")
+    if is_exported(cfg.ckpt_file, cfg.backend):  # .mindir / .onnx: run the file, not the registry's net
+        return evaluate_exported(cfg, hooks)
+    # run_distribute (under msrun / a launcher): each rank evaluates its shard, the counts are summed
+    rank, group_size = init_device(cfg if cfg.run_distribute else single_device(cfg))
+    net = build_net(cfg, cfg.ckpt_file)
+    net.set_train(False)
+    if hooks.prepare_eval_net:
+        hooks.prepare_eval_net(cfg, net)
+    model = Model(net, loss_fn=create_loss(cfg, net, hooks.loss), metrics=metrics())
+    if group_size > 1:
+        from common.distributed_eval import sharded_val_dataset, sum_over_ranks
+        dataset, local, total = sharded_val_dataset(cfg, rank, group_size)
+        raw = sum_over_ranks(model.eval(dataset, dataset_sink_mode=False), local)
+        print(f"rank {rank} of {group_size} evaluated {local} of {total} images", flush=True)
+    else:
+        raw = model.eval(create_dataset(cfg, "val"), dataset_sink_mode=False)
+    result = {k: float(raw[k]) for k in METRIC_NAMES}
+    print(f"result: {result} ckpt= {os.path.abspath(cfg.ckpt_file)}", flush=True)
+    if hooks.after_eval and rank == 0:  # e.g. MultiGrain's retrieval: whole splits, once
+        result.update(hooks.after_eval(cfg, net, result) or {})
+    return result

@@ -1,0 +1,49 @@
+"""The export task: the checkpoint's net (or the cell its family exports, or the backbone) to MINDIR,
+ONNX or AIR, written atomically."""
+import os
+
+from common.errors import UserError
+from common.family import SHARED_EXPORT_HEADS, export_heads
+from common.runtime import init_device, single_device
+
+EXPORT_FORMATS = ("MINDIR", "ONNX", "AIR")
+_SUFFIXES = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+
+
+def export(cfg, hooks):
+    import numpy as np
+    import mindspore as ms
+    from common.checkpoint import write_atomic
+    from common.outputs import make_output_dir
+    from common.runtime import build_backbone, build_net
+
+    fmt = cfg.file_format.upper()
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"file_format must be one of {', '.join(EXPORT_FORMATS)}, not '{cfg.file_format}'")
+    if fmt == "AIR" and cfg.device_target != "Ascend":
+        raise UserError("AIR export needs an Ascend device (--device_target Ascend with MindSpore for Ascend); "
+                        "on CPU/GPU export MINDIR or ONNX")
+    if not cfg.ckpt_file:
+        raise UserError("no checkpoint to export: pass --ckpt_file PATH")
+    if cfg.export_head not in export_heads(cfg.model):  # another family's own head
+        raise UserError(f"export_head must be {' or '.join(SHARED_EXPORT_HEADS)} for {cfg.model}, "
+                        f"not '{cfg.export_head}'")
+    init_device(single_device(cfg))
+    if cfg.export_head == "features":  # the backbone: one output per feature map
+        cell = build_backbone(cfg, cfg.ckpt_file)
+    else:
+        net = build_net(cfg, cfg.ckpt_file)
+        net.set_train(False)
+        cell = hooks.export_network(cfg, net) if hooks.export_network else net
+    cell.set_train(False)
+    file_name = cfg.file_name or os.path.join(cfg.output_dir, cfg.model)
+    suffix = _SUFFIXES[fmt]
+    path = os.path.abspath(file_name if file_name.endswith(suffix) else file_name + suffix)
+    make_output_dir(os.path.dirname(path))
+    dummy = ms.Tensor(np.zeros((cfg.export_batch_size, 3, cfg.image_size, cfg.image_size), np.float32))
+    # like a checkpoint: a temporary file renamed into place (a full disk leaves no partial file)
+    write_atomic(path, lambda tmp: ms.export(cell, dummy, file_name=tmp, file_format=fmt))
+    what = cfg.model + (f" backbone, maps {[f['index'] for f in cell.feature_info]}"
+                        if cfg.export_head == "features" else "")
+    print(f"exported {what} ({cfg.export_batch_size}x3x{cfg.image_size}x{cfg.image_size}) to {path}", flush=True)
+    return path
