@@ -34,6 +34,20 @@ def _in_mode(name):
     ms.set_context(mode=previous)
 
 
+@pytest.fixture(autouse=True)
+def _restore_mindspore_mode():
+    """MindSpore's execution mode is process-wide: a test (or an entry point it runs in-process) that
+    sets it must not decide how the next test runs. Put back after each test as it was at its start
+    (module-scoped fixtures, set up before, keep theirs). Imports nothing: without MindSpore loaded
+    there is no mode to keep."""
+    ms = sys.modules.get("mindspore")
+    before = ms.get_context("mode") if ms is not None else None
+    yield
+    ms = sys.modules.get("mindspore")
+    if ms is not None:
+        ms.set_context(mode=ms.PYNATIVE_MODE if before is None else before)  # PYNATIVE: a fresh process's
+
+
 @pytest.fixture
 def graph_mode():
     yield from _in_mode("GRAPH_MODE")
