@@ -121,3 +121,13 @@ def test_bounds_accepted_and_refused_as_declared(model, key, default, spec):
         elif cfg[key] != (min(value, os.cpu_count() or 1) if key in CAPPED_AT_CORES else value):
             wrong.append(f"{what}: parsed as {cfg[key]!r}")
     assert not wrong, f"{key} {spec!r}: " + "; ".join(wrong)
+
+
+def test_list_values_in_exponent_notation_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 8e-2, without a dot, as a string; in a list key it is still the number
+    (the scalar keys took it already): from the command line and from a yaml file."""
+    assert parse_args(["--scale", "8e-2,1.0"]).scale == [0.08, 1.0]
+    path = tmp_path / "exponents.yaml"
+    path.write_text("scale: [8e-2, 1.0]\nmean: [4.85e-1, 4.56e-1, 4.06e-1]\nlr: 1e-3\n")
+    cfg = parse_args(["--config_path", str(path)])
+    assert (cfg.scale, cfg.mean, cfg.lr) == ([0.08, 1.0], [0.485, 0.456, 0.406], 0.001)
