@@ -33,12 +33,8 @@ RANGED = declared_ranges()
 
 
 def cli_text(value):
-    """``value`` as a user types it; floats with a decimal point (YAML reads "1e-06" as a string)."""
-    if isinstance(value, list):
-        return ",".join(cli_text(v) for v in value)
-    if isinstance(value, float):
-        return np.format_float_positional(value, trim="0")
-    return str(value)
+    """``value`` as a user types it (a small float as 1e-06: exponent notation included)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def interval_cases(spec, integer):
