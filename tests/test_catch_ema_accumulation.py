@@ -6,8 +6,6 @@ average must follow e_k = d * e_(k-1) + (1 - d) * w_k from e_0 = the weights tra
 (a --pretrained file written here), computed in numpy from those observed weights. An average
 updated after every batch instead differs: from step 1 on for the BatchNorm statistics (they move
 every batch), from step 2 on for every weight (d^2 e + d(1-d) w_(k-1) + (1-d) w_k)."""
-import importlib
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,14 +14,14 @@ import common  # noqa: F401  (CPU fast path before the first MindSpore op)
 import mindspore as ms
 
 from common import create_model
-from conftest import ROOT
+from conftest import run_script
 
 # decay not 0.5, so that an update with decay and 1 - decay swapped is caught too
 DECAY, STEPS, ACCUMULATION, BATCH, CLASSES = 0.75, 2, 2, 2, 4
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, pynative_module):
+def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("ema_accumulation")
     rng = np.random.default_rng(0)
     for i in range(STEPS * ACCUMULATION * BATCH):
@@ -32,25 +30,18 @@ def run(tmp_path_factory, pynative_module):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     start = base / "start.ckpt"
     ms.save_checkpoint(create_model("dla46_c", num_classes=CLASSES), str(start))
-    # 64 px: at 32 the last BatchNorm normalises 1x1 maps over a batch of 2 and the weights explode;
-    # deterministic: the same run every time
-    importlib.import_module("dla.train").main([
-        "--config_path", str(ROOT / "config" / "dla_demo_config.yaml"), "--num_classes", str(CLASSES),
+    # A process of its own, as a user runs it (MindSpore's device cannot be set again in a process that
+    # has run kernels). 64 px: at 32 the last BatchNorm normalises 1x1 maps over a batch of 2 and the
+    # weights explode. Deterministic: the same run every time.
+    run_script(
+        "dla/train.py", "--config_path", "config/dla_demo_config.yaml", "--num_classes", str(CLASSES),
         "--data_path", str(base / "data"), "--image_size", "64", "--batch_size", str(BATCH),
         "--gradient_accumulation_steps", str(ACCUMULATION), "--epoch_size", "1", "--ema_decay", str(DECAY),
         "--pretrained", str(start), "--lr", "0.01", "--warmup_epochs", "0", "--lr_scheduler", "constant",
         "--deterministic", "True", "--save_checkpoint_steps", "1", "--keep_checkpoint_max", "0",
         "--eval_during_train", "False", "--num_parallel_workers", "1", "--mode", "PYNATIVE",
-        "--output_dir", str(base / "out")])
+        "--output_dir", str(base / "out"))
     return start, base / "out" / "ckpt"
-
-
-@pytest.fixture(scope="module")
-def pynative_module():
-    """The entry sets MindSpore's mode for the process: put the previous one back after this module."""
-    previous = ms.get_context("mode")
-    yield
-    ms.set_context(mode=previous)
 
 
 def test_ema_updates_once_per_optimizer_step(run):
