@@ -4,7 +4,8 @@ The timm logits fixture in ../shared is dla46_c, which has no residual root. tes
 timm_dla_residual_root.npz holds tiny DLAs of dla102's and dla169's tree structure with the residual
 root (channels divided down), timm's state dict for each and timm's logits for an input
 (tools/make_fixtures/timm_dla_residual_root.py wrote it with torch + timm; this test needs neither).
-Our ``DLA`` built with the same arguments and loaded through our converter must reproduce them.
+Our ``DLA`` built with the same arguments, loading timm's state dict as a safetensors file (the way
+timm publishes weights) through ``load_weights``, must reproduce them.
 Which registered variants have the residual root is timm's ``shortcut_root`` per entrypoint."""
 import json
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 
 import common  # noqa: F401  (CPU fast path before the first MindSpore op)
 import mindspore as ms
+from safetensors.numpy import save_file
 
-from common.convert import convert_state_dict
+from common.checkpoint import load_weights
 from dla.src.dla import DLA, DlaBottleneck, DlaRoot
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "timm_dla_residual_root.npz"
@@ -42,12 +44,11 @@ def tiny(name):
 
 @pytest.mark.usefixtures("pynative_mode")  # GRAPH mode runs these cells in tests/test_dla_models.py
 @pytest.mark.parametrize("name", ["dla102_tiny", "dla169x_tiny"])
-def test_tiny_residual_root_dla_reproduces_timm_logits(name):
+def test_tiny_residual_root_dla_reproduces_timm_logits(name, tmp_path):
     net, state, x, ref = tiny(name)
     assert any(cell.shortcut for _, cell in net.cells_and_names() if isinstance(cell, DlaRoot))
-    weights = convert_state_dict(state, net, "torch")  # strict: every parameter, every source key
-    not_loaded, _ = ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in weights.items()})
-    assert not not_loaded
+    save_file(state, str(tmp_path / f"{name}.safetensors"))
+    assert load_weights(net, str(tmp_path / f"{name}.safetensors")) == []  # strict: every parameter, every key
     net.set_train(False)
     ours = net(ms.Tensor(x)).asnumpy()
     assert ours.shape == ref.shape

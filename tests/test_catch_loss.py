@@ -69,9 +69,9 @@ def test_the_factory_passes_the_configured_smoothing(logits):
     """The loss training builds from the config (a family without its own loss) smooths with
     ``label_smooth_factor`` over ``num_classes``."""
     from common.config import parse_args
-    from common.engine import create_loss
     from common.family import hooks_for
+    from common.loss import create_loss
     cfg = parse_args(["--model", "dla46_c", "--num_classes", str(K), "--label_smooth_factor", "0.3"])
     labels = np.array([0, 3, 6, 3, 1], np.int32)
-    got = create_loss(cfg, None, hooks_for(cfg.model))(ms.Tensor(logits), ms.Tensor(labels)).asnumpy()
+    got = create_loss(cfg, None, hooks_for(cfg.model).loss)(ms.Tensor(logits), ms.Tensor(labels)).asnumpy()
     np.testing.assert_allclose(got, reference(logits, np.eye(K)[labels], 0.3).mean(), rtol=1e-5, atol=1e-6)

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from common.config import parse_args
-from common.data import DatasetError, create_dataset
+from common.data import create_dataset
 from common.data.image_file import read_encoded
+from common.errors import DatasetError
 
 GOOD = 6
 
