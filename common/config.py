@@ -212,6 +212,14 @@ def _closest(key, known):
     return f"; did you mean '{match[0]}'?" if match else ""
 
 
+# PyYAML follows YAML 1.1, where a float needs a dot: it reads 1e-4 / 8e-2 as strings.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _exponent_float(value):
+    return float(value) if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()) else value
+
+
 def _coerce(key, value, default):
     """``value`` (from yaml or a command-line string) as the type of ``default``."""
     if isinstance(value, str) and not isinstance(default, str):
@@ -221,6 +229,8 @@ def _coerce(key, value, default):
             pass
         if isinstance(default, list) and isinstance(value, str) and "," in value:
             value = [yaml.safe_load(v) for v in value.split(",")]
+    if isinstance(default, list):  # list elements, from the yaml file or the command line
+        value = [_exponent_float(v) for v in value] if isinstance(value, (list, tuple)) else _exponent_float(value)
     if isinstance(default, float) and isinstance(value, str):
         try:  # PyYAML reads 1e-4 / 1e30 (no dot) as a string
             value = float(value)

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,20 @@ def _in_mode(name):
     ms.set_context(mode=previous)
 
 
+@pytest.fixture(autouse=True)
+def _restore_mindspore_mode():
+    """MindSpore's execution mode is process-wide: a test (or an entry point it runs in-process) that
+    sets it must not decide how the next test runs. Put back after each test as it was at its start
+    (module-scoped fixtures, set up before, keep theirs). Imports nothing: without MindSpore loaded
+    there is no mode to keep."""
+    ms = sys.modules.get("mindspore")
+    before = ms.get_context("mode") if ms is not None else None
+    yield
+    ms = sys.modules.get("mindspore")
+    if ms is not None:
+        ms.set_context(mode=ms.PYNATIVE_MODE if before is None else before)  # PYNATIVE: a fresh process's
+
+
 @pytest.fixture
 def graph_mode():
     yield from _in_mode("GRAPH_MODE")
@@ -49,6 +64,25 @@ def demo_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), str(out)], check=True)
     return out
+
+
+def find_msrun():
+    """MindSpore's ``msrun`` launcher: on PATH, else beside this interpreter (where pip put it when the
+    virtualenv was not activated). Fails the test when it is in neither: a data-parallel test that
+    silently skips leaves the suite green without having run it."""
+    beside = os.path.dirname(sys.executable)
+    found = shutil.which("msrun") or shutil.which("msrun", path=beside)
+    if found is None:
+        pytest.fail(f"msrun (MindSpore's launcher, installed with mindspore) is neither on PATH nor in {beside}: "
+                    "install mindspore for this interpreter, or put its scripts folder on PATH", pytrace=False)
+    return found
+
+
+def msrun_env(**extra):
+    """``os.environ`` (plus ``extra``) with msrun's folder first on PATH: the launch scripts call it by name."""
+    env = dict(os.environ, **extra)
+    env["PATH"] = os.path.dirname(find_msrun()) + os.pathsep + env.get("PATH", "")
+    return env
 
 
 def run_script(*args, cwd=ROOT, timeout=900, env=None, check=True):

@@ -239,8 +239,11 @@ def test_resnet50_maps_equal_timm_features_only(tmp_path):
     _assert_maps_close(_run(net, x), refs, "resnet50")
 
 
+@pytest.mark.usefixtures("pynative_mode")
 def test_readme_backbone_example_runs(capsys):
-    """The README's "Use as a backbone" example, run as written."""
+    """The README's "Use as a backbone" example, run as written, in the mode a reader's fresh process
+    has (PYNATIVE, MindSpore's default; the example sets none). Another test may have left GRAPH mode
+    set, in which MindSpore cannot find the source of a class defined by exec."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Use as a backbone"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)

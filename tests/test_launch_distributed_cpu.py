@@ -11,7 +11,6 @@ one-process training of the same recipe.
 import ast
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import msrun_env, run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS, EPOCHS, BATCH = 2, 8, 32
@@ -68,14 +67,12 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def distributed_run(demo_data, tmp_path_factory):
-    if shutil.which("msrun") is None:
-        pytest.skip("msrun (MindSpore's launcher) not on PATH")
     base = tmp_path_factory.mktemp("msrun")
     probe, job = base / "probe", base / "job"
     probe.mkdir()
     job.mkdir()
     (probe / "train.py").write_text(PROBE)
-    env = dict(os.environ, ZOO_ROOT_UNDER_TEST=ROOT, PYTHON=sys.executable, MASTER_PORT=str(free_port()))
+    env = msrun_env(ZOO_ROOT_UNDER_TEST=ROOT, PYTHON=sys.executable, MASTER_PORT=str(free_port()))
     env.pop("DRY_RUN", None)
     # One reader thread per rank keeps each rank's reads in epoch order (and 2 cores less crowded).
     proc = subprocess.run(
@@ -172,9 +169,7 @@ def wait_for(condition, seconds, what):
 def test_killing_one_worker_ends_the_job(demo_data, tmp_path):
     """msrun --join on CPU: a worker killed mid-training ends the whole job within 60 s (a
     supervision bound, not a speed figure), non-zero, with one line naming the rank."""
-    if shutil.which("msrun") is None:
-        pytest.skip("msrun (MindSpore's launcher) not on PATH")
-    env = dict(os.environ, PYTHON=sys.executable)
+    env = msrun_env(PYTHON=sys.executable)
     env.pop("DRY_RUN", None)
     logs = tmp_path / "train_parallel" / "msrun_log"
     proc = subprocess.Popen(

@@ -14,14 +14,13 @@ rank, 2 epochs, eval every epoch, a checkpoint every 3 steps, deterministic) is 
 import ast
 import os
 import re
-import shutil
 import socket
 import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import find_msrun, msrun_env, run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS, BATCH, TRAIN_IMAGES, STEPS = 2, 16, 128, 4
@@ -37,10 +36,10 @@ def free_port():
 def msrun(entry, job, *args):
     """``msrun`` with WORKERS local workers on ``entry`` (under dla/); returns (process, worker logs)."""
     job.mkdir(parents=True, exist_ok=True)
-    cmd = ["msrun", "--worker_num", str(WORKERS), "--local_worker_num", str(WORKERS), "--master_port",
+    cmd = [find_msrun(), "--worker_num", str(WORKERS), "--local_worker_num", str(WORKERS), "--master_port",
            str(free_port()), "--log_dir", str(job / "logs"), "--join=True", os.path.join(ROOT, "dla", entry),
            "--run_distribute", "True", *map(str, args)]
-    proc = subprocess.run(cmd, cwd=job, env=dict(os.environ, **QUIET), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=job, env=msrun_env(**QUIET), capture_output=True, text=True, timeout=900)
     logs = [(job / "logs" / f"worker_{r}.log").read_text(errors="replace") for r in range(WORKERS)]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs[0][-3000:] + logs[1][-3000:]
     return proc, logs
@@ -53,8 +52,6 @@ def top1(text):
 
 @pytest.fixture(scope="module")
 def setup(demo_data, tmp_path_factory):
-    if shutil.which("msrun") is None:
-        pytest.skip("msrun (MindSpore's launcher) not on PATH")
     base = tmp_path_factory.mktemp("dp")
     lines = (demo_data / "train_list.txt").read_text().splitlines()
     (base / "train.txt").write_text("\n".join(lines[:TRAIN_IMAGES]) + "\n")
