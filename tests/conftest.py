@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -49,6 +50,17 @@ def demo_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), str(out)], check=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def peleenet_demo(demo_data, tmp_path_factory):
+    """PeleeNet trained once per session the way config/peleenet_demo_config.yaml's header says (image
+    folders, 8 epochs, eval every epoch, ckpt/best.ckpt kept). The accuracy test and the
+    train -> eval -> export -> predict chain both use this run: they trained the same net on the same digits."""
+    out = tmp_path_factory.mktemp("peleenet_demo")
+    proc = run_script("peleenet/train.py", "--config_path", "config/peleenet_demo_config.yaml", "--data_path",
+                      demo_data, "--output_dir", out, timeout=1800)
+    return SimpleNamespace(out=out, stdout=proc.stdout, best=out / "ckpt" / "best.ckpt")
 
 
 def run_script(*args, cwd=ROOT, timeout=900, env=None, check=True):
