@@ -1,3 +1,4 @@
+import ast
 import os
 import subprocess
 import sys
@@ -61,6 +62,30 @@ def peleenet_demo(demo_data, tmp_path_factory):
     proc = run_script("peleenet/train.py", "--config_path", "config/peleenet_demo_config.yaml", "--data_path",
                       demo_data, "--output_dir", out, timeout=1800)
     return SimpleNamespace(out=out, stdout=proc.stdout, best=out / "ckpt" / "best.ckpt")
+
+
+@pytest.fixture(scope="session")
+def dla_finetuned(demo_data, fixtures_dir, tmp_path_factory):
+    """dla46_c finetuned once per session from PaddleClas's ImageNet .pdparams (1000 classes) to the 10
+    digits: 2 epochs at 32 px, no eval during training, then eval.py on the last checkpoint (~0.78
+    top-1: predictions decided, not chance). test_paddle_finetune asserts on the run; test_exported_eval
+    scores exports of its checkpoint against its eval."""
+    out = tmp_path_factory.mktemp("dla_finetuned")
+    data = ["--config_path", "config/dla_demo_config.yaml", "--data_path", demo_data, "--image_size", "32"]
+    train = run_script("dla/train.py", *data, "--epoch_size", "2", "--lr", "0.05", "--eval_during_train", "False",
+                       "--pretrained", fixtures_dir / "paddleclas_dla46_c.pdparams", "--output_dir", out,
+                       "--keep_checkpoint_max", "1", timeout=1800)
+    ckpt = next((out / "ckpt").glob("dla46_c-2_*.ckpt"))
+    metrics, path = eval_result(run_script("dla/eval.py", *data, "--ckpt_file", ckpt).stdout)
+    assert path == str(ckpt)
+    return SimpleNamespace(ckpt=ckpt, log=train.stdout + train.stderr, metrics=metrics)
+
+
+def eval_result(stdout):
+    """(metrics dict, model file) of eval.py's ModelZoo line ``result: {...} ckpt= PATH``."""
+    line = next(l for l in stdout.splitlines() if l.startswith("result: "))
+    metrics, path = line[len("result: "):].split(" ckpt= ")
+    return ast.literal_eval(metrics), path
 
 
 def run_script(*args, cwd=ROOT, timeout=900, env=None, check=True):
