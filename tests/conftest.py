@@ -26,23 +26,32 @@ def fixtures_dir():
     return FIXTURES
 
 
-def _in_mode(name):
-    """MindSpore's execution mode ``name`` for one test, the previous mode restored after it."""
-    import mindspore as ms
-    previous = ms.get_context("mode")
-    ms.set_context(mode=getattr(ms, name))
+@pytest.fixture(autouse=True)
+def _default_mode_after_each_test():
+    """MindSpore's execution mode is process-wide: one test's GRAPH_MODE (set_context, init_context) held
+    for every later test of the session, so single forwards meant for PyNative compiled graphs (5x slower)
+    and a test's mode hung on which tests ran before it. Tests that mean GRAPH ask for ``graph_mode``."""
     yield
-    ms.set_context(mode=previous)
+    ms = sys.modules.get("mindspore")  # never imported here: import-light tests check what gets imported
+    if ms is not None and ms.get_context("mode") != ms.PYNATIVE_MODE:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def _set_mode(name):
+    import mindspore as ms
+    ms.set_context(mode=getattr(ms, name))
 
 
 @pytest.fixture
 def graph_mode():
-    yield from _in_mode("GRAPH_MODE")
+    """GRAPH_MODE for one test (PyNative, MindSpore's default, is back after it)."""
+    _set_mode("GRAPH_MODE")
 
 
 @pytest.fixture
 def pynative_mode():
-    yield from _in_mode("PYNATIVE_MODE")
+    """PYNATIVE_MODE, said explicitly where a test is about it."""
+    _set_mode("PYNATIVE_MODE")
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +106,4 @@ def run_script(*args, cwd=ROOT, timeout=900, env=None, check=True):
         raise AssertionError(f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
                              f"stderr:\n{proc.stderr[-4000:]}")
     return proc
+
