@@ -2,6 +2,7 @@ import ast
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,3 +108,70 @@ def run_script(*args, cwd=ROOT, timeout=900, env=None, check=True):
                              f"stderr:\n{proc.stderr[-4000:]}")
     return proc
 
+
+# --------------------------------------------------------------------------- two workers (pytest-xdist)
+# pytest.ini runs the suite on two pytest-xdist workers (-n 2 --dist loadgroup): much of a test's time is
+# one-threaded (interpreter start-up, graph compilation, data decoding), so two run side by side on 2 cores.
+SHARED_RUNS = ("peleenet_demo", "dla_finetuned")  # session fixtures that train: their tests share a worker
+_TURNS = pytest.StashKey()
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # an xdist worker; its basetemp is <the run's basetemp>/popen-gwN
+        config.stash[_TURNS] = _Turns(os.path.join(os.path.dirname(str(config.option.basetemp)), "alone"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker: the tests of one of SHARED_RUNS go to one worker (it trains once), and so do the
+    tests of a module with a module-scoped fixture (set up once); modules with slow tests are handed out
+    first, so that no long test starts last."""
+    if not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        group = next((name for name in SHARED_RUNS if name in item.fixturenames), None)
+        if group is None and _has_module_fixture(item):
+            group = item.module.__name__
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: modules stay contiguous
+
+
+def _has_module_fixture(item):
+    defs = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures an item uses
+    return defs is not None and any(d[-1].scope in ("module", "package") for d in defs.name2fixturedefs.values())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked ``alone`` (setup, call, teardown) runs while the other worker waits between two tests."""
+    turns = item.config.stash.get(_TURNS, None)
+    if turns is None:
+        yield
+        return
+    with turns(item.get_closest_marker("alone") is not None):
+        yield
+
+
+class _Turns:
+    """A readers-writer lock between the workers of one run (flock): an ``alone`` test holds ``room``
+    exclusively, any other test shared. ``gate`` is a turnstile: a waiting ``alone`` test holds it, so the
+    other worker's next test queues behind it instead of starving it with back-to-back shared locks."""
+
+    def __init__(self, base):
+        self.gate, self.room = open(base + ".gate", "a"), open(base + ".room", "a")
+
+    @contextmanager
+    def __call__(self, alone):
+        import fcntl
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        if not alone:
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+        fcntl.flock(self.room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if alone:
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.room, fcntl.LOCK_UN)

@@ -23,6 +23,8 @@ import pytest
 
 from conftest import run_script
 
+pytestmark = pytest.mark.alone  # msrun's CPU collectives time out when another test crowds the CPU
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS, BATCH, TRAIN_IMAGES, STEPS = 2, 16, 128, 4
 VAL_IMAGES = 59  # odd: 30 + 29 per rank; every run here evaluates them (the split's 359 add time, not checks)
