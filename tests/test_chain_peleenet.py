@@ -1,5 +1,6 @@
-"""TIPC-style lite chain for PeleeNet on the digits demo data, through the README's shell commands:
-train 1 epoch -> eval -> export MINDIR -> predict with the MINDIR (and with the checkpoint)."""
+"""TIPC-style chain for PeleeNet on the digits demo data, through the README's shell commands:
+train (the session's demo run, conftest.peleenet_demo) -> eval -> export MINDIR -> predict with the
+MINDIR and with the checkpoint."""
 import ast
 import os
 import re
@@ -10,7 +11,8 @@ from conftest import run_script
 
 CONFIG = "config/peleenet_demo_config.yaml"
 RESULT = re.compile(r"^result: (\{.*\}) ckpt= (\S.*)$", re.M)
-BEST = re.compile(r"epoch: 1 eval: top_1_accuracy: ([\d.]+)")
+BEST = re.compile(r"^epoch: (\d) eval: top_1_accuracy: ([\d.]+), .*best top_1_accuracy: ([\d.]+) \(epoch (\d)\)$",
+                  re.M)
 
 
 def _predictions(stdout):
@@ -18,14 +20,19 @@ def _predictions(stdout):
 
 
 @pytest.mark.slow
-def test_train_eval_export_predict_chain(demo_data, tmp_path):
+def test_train_eval_export_predict_chain(demo_data, peleenet_demo, tmp_path):
     data, out = str(demo_data), tmp_path / "out"
     common_args = ["--config_path", CONFIG, "--data_path", data]
 
-    train = run_script("peleenet/train.py", *common_args, "--epoch_size", "1", "--output_dir", out)
-    best = out / "ckpt" / "best.ckpt"
-    assert best.is_file(), train.stdout[-2000:]
-    in_training = float(BEST.search(train.stdout).group(1))
+    best = peleenet_demo.best
+    assert best.is_file(), peleenet_demo.stdout[-2000:]
+    evals = BEST.findall(peleenet_demo.stdout)
+    assert [int(e[0]) for e in evals] == list(range(1, 9)), peleenet_demo.stdout[-3000:]
+    # best.ckpt is the epoch with the highest top-1 (the first of equals)
+    top1s = [float(e[1]) for e in evals]
+    best_epoch = top1s.index(max(top1s)) + 1
+    assert (float(evals[-1][2]), int(evals[-1][3])) == (max(top1s), best_epoch)
+    in_training = max(top1s)
 
     ev = run_script("peleenet/eval.py", *common_args, "--ckpt_file", best)
     metrics, ckpt = RESULT.search(ev.stdout).groups()
@@ -60,3 +67,5 @@ def test_train_eval_export_predict_chain(demo_data, tmp_path):
     assert top1[".mindir"] == top1[".ckpt"]
     for a, b in zip(by_model[".mindir"], by_model[".ckpt"]):
         assert a["scores"][0] == pytest.approx(b["scores"][0], abs=1e-3)
+    # a trained net (>= 95% on val, test_peleenet_accuracy.py): the val folder of 3s is mostly called 3
+    assert top1[".ckpt"].count(3) >= 0.8 * len(top1[".ckpt"]), top1[".ckpt"]

@@ -46,8 +46,7 @@ def test_unknown_model_lists_valid_names():
     assert "dla34" in str(err.value) and "dla169" in str(err.value) and "Did you mean" in str(err.value)
 
 
-def test_timm_weights_reproduce_timm_logits(fixtures_dir):
-    ms.set_context(mode=ms.GRAPH_MODE)
+def test_timm_weights_reproduce_timm_logits(fixtures_dir, graph_mode):
     net = create_model("dla46_c", checkpoint_path=str(fixtures_dir / "timm_dla46_c.safetensors"))
     net.set_train(False)
     io = np.load(fixtures_dir / "timm_dla46_c_io.npz")
@@ -79,9 +78,8 @@ def test_convert_script_refuses_the_wrong_arch(fixtures_dir, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["dla34", "dla46x_c", "dla102"])
-def test_forward_backward_graph_mode(name):
+def test_forward_backward_graph_mode(name, graph_mode):
     """32x32 input (the smallest a stride-32 net takes): logits of the right shape, finite, and every parameter gets a gradient."""
-    ms.set_context(mode=ms.GRAPH_MODE)
     net = create_model(name, num_classes=7)
     loss_net = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
     x = ms.Tensor(np.random.RandomState(0).randn(2, 3, 32, 32).astype(np.float32))

@@ -1,12 +1,12 @@
 """eval.py on exported files: a MINDIR and an ONNX export score exactly the checkpoint's top-1 on the digits.
 
-The export batch (8) does not divide the 359 val images, so the last batch is padded: a pad counted
-as a prediction, or any preprocessing that differs from the checkpoint's eval, changes the numbers."""
-import ast
-
+The checkpoint is the session's dla46_c finetuned on the 32 px digits (conftest.dla_finetuned, ~0.78
+top-1: predictions decided, not chance). The export batch (8) does not divide the 359 val images, so
+the last batch is padded: a pad counted as a prediction, or any preprocessing that differs from the
+checkpoint's eval, changes the numbers."""
 import pytest
 
-from conftest import run_script
+from conftest import eval_result, run_script
 
 pytestmark = pytest.mark.slow
 EXPORT_BATCH = 8
@@ -17,37 +17,26 @@ def common_args(demo_data):
             "--num_parallel_workers", "1"]
 
 
-def eval_result(demo_data, model_file, *extra):
-    proc = run_script("dla/eval.py", *common_args(demo_data), "--ckpt_file", model_file, *extra)
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("result: "))
-    result, path = line[len("result: "):].split(" ckpt= ")
+def evaluate(demo_data, model_file):
+    metrics, path = eval_result(run_script("dla/eval.py", *common_args(demo_data), "--ckpt_file", model_file).stdout)
     assert path == str(model_file)
-    return ast.literal_eval(result)
+    return metrics
 
 
-@pytest.fixture(scope="module")
-def trained_ckpt(demo_data, tmp_path_factory):
-    """dla46_c after two epochs on the 32 px digits (~0.75 top-1: predictions decided, not chance)."""
-    out = tmp_path_factory.mktemp("exported_eval")
-    run_script("dla/train.py", *common_args(demo_data), "--epoch_size", "2", "--warmup_epochs", "0",
-               "--batch_size", "16", "--eval_during_train", "False", "--output_dir", out)
-    return next((out / "ckpt").glob("dla46_c-2_*.ckpt"))
-
-
-def test_exported_files_score_the_checkpoints_top1_exactly(demo_data, trained_ckpt, tmp_path):
+def test_exported_files_score_the_checkpoints_top1_exactly(demo_data, dla_finetuned, tmp_path):
     assert len(list((demo_data / "val").rglob("*.png"))) % EXPORT_BATCH != 0
-    reference = eval_result(demo_data, trained_ckpt)
+    reference = dla_finetuned.metrics  # eval.py of the checkpoint
     assert reference["top_1_accuracy"] > 0.5  # trained: far from chance (0.1)
     for fmt, suffix in (("MINDIR", ".mindir"), ("ONNX", ".onnx")):
-        run_script("dla/export.py", *common_args(demo_data), "--ckpt_file", trained_ckpt, "--file_format", fmt,
+        run_script("dla/export.py", *common_args(demo_data), "--ckpt_file", dla_finetuned.ckpt, "--file_format", fmt,
                    "--file_name", tmp_path / "m", "--export_batch_size", str(EXPORT_BATCH))
-        exported = eval_result(demo_data, tmp_path / f"m{suffix}")
+        exported = evaluate(demo_data, tmp_path / f"m{suffix}")
         assert exported["top_1_accuracy"] == reference["top_1_accuracy"], fmt
         assert exported["top_5_accuracy"] == reference["top_5_accuracy"], fmt
 
 
-def test_an_export_for_another_image_size_is_one_line(demo_data, trained_ckpt, tmp_path):
-    run_script("dla/export.py", *common_args(demo_data), "--ckpt_file", trained_ckpt, "--file_format", "ONNX",
+def test_an_export_for_another_image_size_is_one_line(demo_data, dla_finetuned, tmp_path):
+    run_script("dla/export.py", *common_args(demo_data), "--ckpt_file", dla_finetuned.ckpt, "--file_format", "ONNX",
                "--file_name", tmp_path / "m64", "--image_size", "64")
     proc = run_script("dla/eval.py", *common_args(demo_data), "--ckpt_file", tmp_path / "m64.onnx", check=False)
     lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("[WARNING]")]

@@ -22,6 +22,8 @@ import pytest
 
 from conftest import msrun_env, run_script
 
+pytestmark = pytest.mark.alone  # msrun's CPU collectives time out when another test crowds the CPU
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS, EPOCHS, BATCH = 2, 8, 32
 # One-process training of this recipe (dla/train.py, demo config at 32 px, 8 epochs, no eval

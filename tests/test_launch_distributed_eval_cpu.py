@@ -2,9 +2,9 @@
 
 One 2-worker training run (dla46_c, 32 px, 128 training images, batch 16: 4 steps an epoch per
 rank, 2 epochs, eval every epoch, a checkpoint every 3 steps, deterministic) is the source for:
-- eval.py under msrun (each rank a shard of the 359 validation images, an odd count, so a padded
-  shard would count an image twice) prints the top-1 of one-process eval.py of the same file, and
-  so does the eval during training for the checkpoint of its epoch;
+- eval.py under msrun (each rank a shard of 59 validation images, an odd count, so a padded shard
+  would count an image twice) prints the top-1 of one-process eval.py of the same file, and so does
+  the eval during training for the checkpoint of its epoch;
 - a 2-worker run resumed from the step-3 checkpoint (mid-epoch 1) trains the rest of epoch 1 and
   epoch 2 and ends with the uninterrupted run's weights (BatchNorm running statistics aside: the
   checkpoint holds rank 0's, and they do not enter the gradients);
@@ -22,8 +22,11 @@ import pytest
 
 from conftest import find_msrun, msrun_env, run_script
 
+pytestmark = pytest.mark.alone  # msrun's CPU collectives time out when another test crowds the CPU
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS, BATCH, TRAIN_IMAGES, STEPS = 2, 16, 128, 4
+VAL_IMAGES = 59  # odd: 30 + 29 per rank; every run here evaluates them (the split's 359 add time, not checks)
 QUIET = {"GLOG_v": "3"}
 
 
@@ -55,8 +58,9 @@ def setup(demo_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("dp")
     lines = (demo_data / "train_list.txt").read_text().splitlines()
     (base / "train.txt").write_text("\n".join(lines[:TRAIN_IMAGES]) + "\n")
+    (base / "val.txt").write_text("\n".join((demo_data / "val_list.txt").read_text().splitlines()[:VAL_IMAGES]) + "\n")
     common = ["--config_path", os.path.join(ROOT, "config", "dla_demo_config.yaml"), "--data_path", demo_data,
-              "--cls_label_path_train", base / "train.txt", "--cls_label_path_val", "val_list.txt",
+              "--cls_label_path_train", base / "train.txt", "--cls_label_path_val", base / "val.txt",
               "--image_size", 32, "--batch_size", BATCH, "--num_parallel_workers", 1, "--mode", "PYNATIVE"]
     train = [*common, "--epoch_size", 2, "--deterministic", True, "--eval_interval", 1, "--log_interval", 1,
              "--save_checkpoint_steps", 3, "--keep_checkpoint_max", 10]
@@ -76,7 +80,7 @@ def eval_one_process(setup, ckpt):
 def test_sharded_eval_equals_one_process_eval(setup):
     ckpt = setup["ckpt"] / f"dla46_c-2_{STEPS}.ckpt"
     _, logs = msrun("eval.py", setup["base"] / "eval", *setup["common"], "--ckpt_file", ckpt)
-    assert "evaluated 180 of 359 images" in logs[0] and "evaluated 179 of 359 images" in logs[1]
+    assert "evaluated 30 of 59 images" in logs[0] and "evaluated 29 of 59 images" in logs[1]
     single = eval_one_process(setup, ckpt)
     # exact: a padded shard (360 images) or ranks with different weights would show
     assert top1(logs[0]) == top1(logs[1]) == single
