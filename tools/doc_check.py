@@ -178,6 +178,12 @@ class Repo:
         from common.paddle import flatten_paddle_sections
         return dict(flatten_paddle_sections(load_yaml(str(config_path)), str(config_path))).get("model")
 
+    @property
+    def default_model(self):
+        """The model a config that names none gets (``common.config.DEFAULTS``), or None."""
+        from common.config import DEFAULTS
+        return DEFAULTS.get("model", (None,))[0]
+
     def default_config(self, family):
         return self.root / "config" / self.families[family].default_config
 
@@ -187,7 +193,9 @@ class Repo:
         from common.config import DEFAULTS, create_parser
         from common.family import model_config_keys
         parser = create_parser({**DEFAULTS, **model_config_keys(model)})
-        return {opt[2:] for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
+        # every option string the parser accepts, the suppressed PaddleClas aliases included
+        actions = parser._actions  # pylint: disable=protected-access
+        return {opt[2:] for action in actions for opt in action.option_strings if opt.startswith("--")}
 
     def help_text(self, script):
         """The ``--help`` output of a script (run from the repository root), or None if it fails."""
@@ -320,7 +328,7 @@ class Checker:
             path = self.repo.path(config)
         else:
             path = self.repo.default_config(family)
-        return self.repo.config_model(path) or "dla34"
+        return self.repo.config_model(path) or self.repo.default_model
 
     def _configs(self, args):
         named = [value for word in args for value in [word.partition("=")[2] if word.startswith("--") else word]]
