@@ -42,8 +42,9 @@ def run_main(fn, argv, default_config, hooks=None):
 
 
 def settle_config(argv, default_config, hooks=None):
-    """(config, hooks): the parsed config with what its family's ``check_config`` returns applied, before
-    anything is built or written."""
+    """(config, hooks): the parsed config with what its family's ``check_config`` returns applied, and its
+    ``image_size`` checked against the model's strides (``common.input_size``), before anything is built
+    or written."""
     from common.config import ReadOnlyConfig, parse_args
     from common.family import hooks_for
     cfg = parse_args(argv, default_config)
@@ -53,6 +54,8 @@ def settle_config(argv, default_config, hooks=None):
     if unknown:  # a hook's bug, not the user's
         raise ValueError(f"{cfg.model}'s check_config returned keys the config does not have: {', '.join(unknown)}")
     cfg.update(overrides)
+    from common.input_size import check_config_image_size
+    check_config_image_size(cfg)  # a size the net's strides cannot take: one line now, not a shape error deep in MindSpore
     return cfg, hooks
 
 

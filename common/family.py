@@ -51,6 +51,9 @@ class Family:
     checkpoint_optional: tuple = ()  # parameter names a weights file may lack (they keep their configured value)
     export_heads: tuple = ()       # export_head values of its own beside SHARED_EXPORT_HEADS (its export_network
     #                                hook builds them)
+    feature_sides: Optional[Callable] = None  # (model, image_size) -> side of each feature_info map: its forward
+    #                                pass walked on the side length; raises common.input_size.SizeMismatch where
+    #                                the size cannot pass (None: every size is taken)
 
 
 def register_family(record):

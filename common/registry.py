@@ -60,11 +60,19 @@ def model_entrypoint(name):
     return _MODELS[name]
 
 
-def create_model(name, num_classes=1000, checkpoint_path="", features_only=False, out_indices=None, **kwargs):
+def create_model(name, num_classes=1000, checkpoint_path="", features_only=False, out_indices=None, image_size=None,
+                 **kwargs):
     """Build a registered model; optionally load a checkpoint (any supported format).
 
     ``features_only``: the backbone, returning a tuple of feature maps (``out_indices`` into its
-    ``feature_info``, None: all); a classification checkpoint loads into it, its head dropped."""
+    ``feature_info``, None: all); a classification checkpoint loads into it, its head dropped.
+    ``image_size``: the input side it will be given, refused (``ConfigError``, one line naming the
+    nearest sizes it takes) when the net's strides cannot take it (``common.input_size``)."""
+    if image_size is not None:
+        from common.input_size import check_image_size
+        model_entrypoint(name)
+        indices = [out_indices] if isinstance(out_indices, int) else list(out_indices or [])
+        check_image_size(name, image_size, max(indices) + 1 if features_only and indices else None)
     if features_only:
         from common.features import create_features_model
         return create_features_model(model_entrypoint(name), name, out_indices, checkpoint_path,

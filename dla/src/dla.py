@@ -10,6 +10,7 @@ import mindspore.ops as ops
 from mindspore.common.initializer import Normal, initializer
 
 from common.builder import IMAGENET_MEAN, IMAGENET_STD, build_model_with_cfg
+from common.input_size import joined, window_side
 from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 
@@ -214,6 +215,22 @@ class DLA(nn.Cell):
 
     def construct(self, x):
         return self.forward_head(self.forward_features(x))
+
+
+def feature_sides(model, image_size):
+    """Side of each level's map for ``image_size`` px inputs, walking ``DLA`` (``common.input_size``).
+
+    The stride-2 trees (levels 2-5) meet their block's 3x3/2 conv (``ceil(n / 2)``) with the
+    ``MaxPool2d(2, 2)`` shortcut and root input (``floor(n / 2)``): an odd side entering them cannot
+    pass. A tree's deeper levels only add stride-1 subtrees, so every variant walks alike."""
+    side = window_side(image_size, 7, 1, 3)                   # base_layer
+    sides = [side]                                            # level0: 3x3/1 convs
+    sides.append(window_side(side, 3, 2, 1))                  # level1: a 3x3/2 conv
+    for level in range(2, 6):                                 # DlaTree(stride=2)
+        sides.append(joined(level, f"level{level} (a {sides[-1]}x{sides[-1]} map)",
+                            **{"its 3x3/2 conv": window_side(sides[-1], 3, 2, 1),
+                               "its 2x2/2 pool": window_side(sides[-1], 2, 2)}))
+    return sides
 
 
 def _create_dla(variant, num_classes=1000, **kwargs):

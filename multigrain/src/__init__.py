@@ -5,6 +5,7 @@ loaded by ``common.family.hooks_for`` on first use."""
 from common.family import Family, register_family
 from multigrain.src.config_keys import CONFIG_KEYS
 from multigrain.src.multigrain import EmbeddingHead, MultiGrain, MultiGrainOutputs, multigrain, multigrain_resnet50
+from multigrain.src.multigrain import feature_sides
 from multigrain.src.multigrain import _from_torch_resnet
 
 __all__ = ["EmbeddingHead", "MultiGrain", "MultiGrainOutputs", "multigrain", "multigrain_resnet50", "FAMILY"]
@@ -18,5 +19,6 @@ FAMILY = register_family(Family(
     weight_maps={"torch": _from_torch_resnet},
     # GeM's p may be absent from a checkpoint (a ModelZoo ResNet-50 has no pool.p): kept as configured
     checkpoint_optional=("pool.p",),
+    feature_sides=feature_sides,
     export_heads=("embedding",),  # export_network: the L2-normalised GeM embedding instead of the logits
 ))

@@ -17,6 +17,7 @@ import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal
 
 from common.builder import IMAGENET_MEAN, IMAGENET_STD, build_model_with_cfg
+from common.input_size import joined, window_side
 from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 from multigrain.src.gem import GeM
@@ -171,6 +172,21 @@ class MultiGrainOutputs(nn.Cell):
 
     def construct(self, x):
         return self.net.forward_train(x)
+
+
+def feature_sides(model, image_size, strides=(1, 2, 2, 2)):
+    """Side of each ``feature_info`` map for ``image_size`` px inputs, walking the ResNet trunk
+    (``common.input_size``): every downsampling is a padded conv or pool giving ``ceil(n / 2)``, and
+    a block's 3x3/s conv meets its 1x1/s shortcut at the same side, so every size passes."""
+    side = window_side(image_size, 7, 2, 3)                                  # conv1 -> bn1
+    sides = [side]
+    side = window_side(side, 3, 2, 1)                                        # maxpool
+    for i, stride in enumerate(strides, 1):                                  # layer1..4, first block
+        side = joined(i, f"layer{i} (a {side}x{side} map)",
+                      **{f"its 3x3/{stride} conv": window_side(side, 3, stride, 1),
+                         f"its 1x1/{stride} shortcut": window_side(side, 1, stride)})
+        sides.append(side)
+    return sides
 
 
 def _create_multigrain(variant, num_classes, **kwargs):

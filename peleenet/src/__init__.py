@@ -6,5 +6,6 @@ FAMILY = register_family(Family(
     name="peleenet",
     models=tuple(peleenet.default_cfgs),
     default_config="peleenet_imagenet2012_config.yaml",
+    feature_sides=peleenet.feature_sides,
     source_names={"paddle": {"PeleeNet": "peleenet"}},
 ))

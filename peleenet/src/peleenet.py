@@ -15,6 +15,7 @@ import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal, Normal
 
 from common.builder import IMAGENET_MEAN, IMAGENET_STD, build_model_with_cfg
+from common.input_size import joined, window_side
 from common.layers import BatchNorm2d, MaxPool2d
 from common.registry import register_model
 
@@ -147,6 +148,23 @@ class PeleeNet(nn.Cell):
 
     def construct(self, x):
         return self.forward_head(self.forward_features(x))
+
+
+def feature_sides(model, image_size, blocks=4):
+    """Side of each ``feature_info`` map for ``image_size`` px inputs, walking ``PeleeNet``
+    (``common.input_size``): the stem concatenates a 2x2/2 max-pool (``floor(n / 2)``) with a 3x3/2 conv
+    (``ceil(n / 2)``), so the stem conv's map must have an even side; each transition's 2x2/2 average
+    pool halves it, down to nothing below 64 px."""
+    stem = window_side(image_size, 3, 2, 1)                             # stem1
+    side = joined(0, f"the stem (a {stem}x{stem} map)",
+                  **{"its 2x2/2 pool": window_side(stem, 2, 2),
+                     "its 3x3/2 conv": window_side(window_side(stem, 1), 3, 2, 1)})
+    sides = [side]
+    for i in range(1, blocks + 1):                                      # dense block + 1x1 transition
+        if i > 1:                                                       # the previous transition's pool
+            side = joined(i, f"transition{i - 1}_pool", **{"its 2x2/2 pool": window_side(side, 2, 2)})
+        sides.append(side)
+    return sides
 
 
 @register_model
