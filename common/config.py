@@ -49,7 +49,8 @@ DEFAULTS = {
     "cls_label_path_train": ("", "training list file (`rel/path.jpg label` lines); overrides train_dir"),
     "cls_label_path_val": ("", "validation list file; overrides val_dir"),
     "label_file": ("", "class names, one per line (predict); default: the class folders"),
-    "image_size": (224, "train crop / eval crop side; unset: the model's pretrained_cfg"),
+    "image_size": (224, "train crop / eval crop side, one the model's strides can take (another is "
+                        "refused, naming the nearest it takes); unset: the model's pretrained_cfg"),
     "crop_pct": (0.875, "eval: resize shorter side to image_size / crop_pct, then center crop; unset: the "
                          "model's pretrained_cfg"),
     "interpolation": ("bilinear", "bilinear | bicubic | nearest; unset: the model's pretrained_cfg"),
