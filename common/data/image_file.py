@@ -8,9 +8,11 @@ files), and a truncated or empty file stops the pipeline. So the cheap structura
 run on every file; what they cannot vouch for (non-baseline JPEG, CMYK, no end marker, formats
 other than baseline JPEG and PNG) is decoded here with PIL and handed on as BMP, the rare case.
 """
+import errno
 import functools
 import io
 import os
+import stat
 import struct
 import zlib
 
@@ -189,6 +191,34 @@ def decode_with_pil(data):
         return to_rgb8(img)
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def not_regular(mode):
+    """What a file of ``st_mode`` ``mode`` is when it is not a regular file (``'a FIFO'``), else None."""
+    return None if stat.S_ISREG(mode) else next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular(path):
+    """(bytes, stat) of the regular file ``path``; ``ValueError`` naming what it is otherwise.
+
+    Opened non-blocking and checked before reading: a FIFO (or a device) in a dataset would block
+    the one reader thread forever in ``open()`` or ``read()``; a socket cannot be opened at all."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # a socket (or a device without its driver)
+            raise ValueError(f"not a regular file ({not_regular(os.stat(path).st_mode)})") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        kind = not_regular(info.st_mode)
+        if kind:
+            raise ValueError(f"not a regular file ({kind})")
+        return f.read(), info
+
+
 def read_encoded(path, passed=None):
     """(bytes, stamp): the file's bytes (uint8 array) if C++ Decode can take them safely, else the
     image decoded here and re-encoded as BMP; ``DatasetError`` naming the path if unreadable.
@@ -197,9 +227,7 @@ def read_encoded(path, passed=None):
     re-encoded). Given back as ``passed`` for the same path, it skips the checks while the file
     still has that size and time: a training run checks each file in its first epoch only."""
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            data = f.read()
+        data, info = read_regular(path)
         stamp = (info.st_size, info.st_mtime_ns)
         if not data:
             raise ValueError("empty file")
@@ -224,8 +252,7 @@ def read_encoded(path, passed=None):
 def read_rgb(path):
     """An image file as an HWC uint8 RGB array (PIL; 16-bit scaled); ``DatasetError`` naming the path."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, _ = read_regular(path)
         if not data:
             raise ValueError("empty file")
         return decode_with_pil(data)

@@ -6,6 +6,7 @@ classes, and training classes without images, are warned about (once per run).""
 import logging
 import os
 
+from common.data.image_file import read_regular
 from common.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
@@ -76,18 +77,40 @@ def check_class_count(classes, num_classes, root):
                            f"set --num_classes {len(classes)}")
 
 
+# What Windows tools put in front of a text file: Notepad's UTF-8 "with BOM", PowerShell 5's UTF-16
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def read_text_lines(path, what="list file"):
+    """The lines of a text file (list file, label file) as any tool writes it: UTF-8 with or without a
+    BOM, UTF-16 with its BOM, LF, CRLF or CR line ends. ``DatasetError`` (one line) for a missing file,
+    one that is not a regular file (a FIFO would block the run) or not text."""
+    if not os.path.exists(path):
+        raise DatasetError(f"{what} not found: {path}")
+    try:
+        data, _ = read_regular(path)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{what} {path} cannot be read: {err}") from None
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding).splitlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path} is not a text {what} (expected UTF-8 or UTF-16 with a BOM)") from None
+
+
+def _list_entry(root, rel_path):
+    """``root/rel_path``; a Windows path (``cat\\1.jpg``) that does not exist as written is read with ``/``."""
+    path = os.path.join(root, rel_path)
+    if os.sep == "/" and "\\" in rel_path and not os.path.exists(path):
+        path = os.path.join(root, rel_path.replace("\\", "/"))
+    return path
+
+
 def samples_from_list(list_path, root, num_classes=None):
     """``[(root/rel_path, label)]`` from lines ``rel_path label``; with ``num_classes`` every label
     must be in ``[0, num_classes)``."""
-    if not os.path.isfile(list_path):
-        raise DatasetError(f"list file not found: {list_path}")
     samples = []
-    try:
-        with open(list_path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except UnicodeDecodeError:
-        raise DatasetError(f"{list_path} is not a text list file ('relative/path label' lines)") from None
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in enumerate(read_text_lines(list_path), 1):
         parts = line.strip().rsplit(maxsplit=1)
         if not parts:
             continue
@@ -97,14 +120,14 @@ def samples_from_list(list_path, root, num_classes=None):
         if num_classes is not None and not 0 <= label < num_classes:
             raise DatasetError(f"{list_path}:{lineno}: label {label} is outside [0, {num_classes}) "
                                f"(num_classes {num_classes}); fix the list or set --num_classes")
-        samples.append((os.path.join(root, parts[0]), label))
+        samples.append((_list_entry(root, parts[0]), label))
     if not samples:
         raise DatasetError(f"list file is empty: {list_path}")
     return samples
 
 
 def resolve_list_path(list_path, data_path):
-    return list_path if os.path.isabs(list_path) or os.path.isfile(list_path) else os.path.join(data_path, list_path)
+    return list_path if os.path.isabs(list_path) or os.path.exists(list_path) else os.path.join(data_path, list_path)
 
 
 def dataset_samples(cfg, split):
@@ -127,10 +150,7 @@ def dataset_samples(cfg, split):
 def class_names(cfg):
     """Label names: ``label_file`` lines, else the training class folders, else None."""
     if cfg.label_file:
-        if not os.path.isfile(cfg.label_file):
-            raise DatasetError(f"label file not found: {cfg.label_file}")
-        with open(cfg.label_file, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+        return [line.strip() for line in read_text_lines(cfg.label_file, "label file") if line.strip()]
     folder = os.path.join(cfg.data_path, cfg.train_dir) if cfg.data_path else ""
     if folder and os.path.isdir(folder):
         return class_folders(folder)
