@@ -16,6 +16,7 @@ import sys
 import yaml
 
 from common.builder import DATA_KEYS, IMAGENET_MEAN, IMAGENET_STD, resolve_data_config
+from common.command import ArgumentParser
 from common.errors import ConfigError
 from common.family import SHARED_EXPORT_HEADS
 from common.lr import SCHEDULES
@@ -287,7 +288,7 @@ def load_yaml(path):
 
 
 def create_parser(defaults, default_config=""):
-    parser = argparse.ArgumentParser(description="Keys come from the yaml given by --config_path; "
+    parser = ArgumentParser(description="Keys come from the yaml given by --config_path; "
                                      "any of them can be overridden as --key value.", allow_abbrev=False)
     parser.add_argument("--config_path", default=default_config, help="yaml config file")
     for key, (default, help_text, *_) in defaults.items():
@@ -302,7 +303,7 @@ def _model_defaults(argv, default_config):
     """The default model and the keys the chosen model's family adds (the model from --model, else the
     yaml, else the default)."""
     from common.family import default_model, model_config_keys
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(add_help=False)
     pre.add_argument("--config_path", default=default_config)
     pre.add_argument("--model", default=None)
     known, _ = pre.parse_known_args(argv)

@@ -30,9 +30,11 @@ ZOO_LAUNCHER_OPTS=()
 ZOO_PATH_KEYS=(resume pretrained ckpt_file data_path config_path output_dir pretrained_model checkpoints model_save_dir)
 ZOO_PATH_KEYS_IF_FOUND=(cls_label_path_train cls_label_path_val label_file)
 
+# zoo_die MESSAGE: one line on stderr and exit status 2, as every command we ship on a user's mistake
+# (docs/errors.md); ZOO_STATUS, when set, is the status instead (a failed process's own).
 zoo_die() {
     echo "$ZOO_SCRIPT: error: $*" >&2
-    exit 1
+    exit "${ZOO_STATUS:-2}"
 }
 
 zoo_truthy() {
@@ -252,14 +254,21 @@ zoo_finish() {
     echo "started ${#ZOO_PIDS[@]} process(es) in the background: ${ZOO_PIDS[*]}"
     ((WAIT_JOBS)) || return 0
     trap 'zoo_stop_all; zoo_die "interrupted; stopped all ${#ZOO_PIDS[@]} process(es)"' INT TERM
-    local pid status left i
-    for ((left = ${#ZOO_PIDS[@]}; left > 0; left--)); do
-        wait -n -p pid "${ZOO_PIDS[@]}"
+    local pid status i running=("${ZOO_PIDS[@]}") left
+    while ((${#running[@]})); do
+        # only the processes not yet reaped: bash forgets a job once waited for, and names every
+        # forgotten pid in the list ("wait: N: no such job") on each later call
+        pid=""
+        wait -n -p pid "${running[@]}"
         status=$?
+        [[ -n "$pid" ]] || break # nothing left to wait for
+        left=()
+        for i in "${running[@]}"; do [[ "$i" == "$pid" ]] || left+=("$i"); done
+        running=("${left[@]}")
         ((status == 0)) && continue
         for ((i = 0; i < ${#ZOO_PIDS[@]}; i++)); do [[ "${ZOO_PIDS[i]}" == "$pid" ]] && break; done
         zoo_stop_all
-        zoo_die "${ZOO_LABELS[i]} exited with $(zoo_status_text "$status") first; stopped the others. Its log: ${ZOO_LOGS[i]}"
+        ZOO_STATUS=$status zoo_die "${ZOO_LABELS[i]} exited with $(zoo_status_text "$status") first; stopped the others. Its log: ${ZOO_LOGS[i]}"
     done
     trap - INT TERM
 }
@@ -289,7 +298,7 @@ zoo_distribute_train_ascend() {
     zoo_need_file "RANK_TABLE_FILE" "$table"
     zoo_need_count "DEVICE_NUM" "$n"
     zoo_common_setup train.py "${ZOO_POS[1]}" "${ZOO_POS[3]}"
-    plan=$("$PYTHON" "$ZOO_ROOT/scripts/hccl_tools.py" --plan "$table" --local_device_num "$n") || exit 1
+    plan=$("$PYTHON" "$ZOO_ROOT/scripts/hccl_tools.py" --plan "$table" --local_device_num "$n") || exit # its one line said why
     mapfile -t plan <<<"$plan"
     read -r word rank_size <<<"${plan[0]}"
     [[ "$word" == RANK_SIZE ]] || zoo_die "unexpected plan line from hccl_tools.py: ${plan[0]}"
@@ -415,18 +424,20 @@ zoo_distribute_train_msrun() {
     return 0
 }
 
-# zoo_msrun_failure LOG_DIR STATUS: one line naming the worker msrun saw fail first, then exit 1.
+# zoo_msrun_failure LOG_DIR STATUS: one line naming the worker msrun saw fail first, then exit with
+# that worker's status (2: a user error, 3: diverged; 128+N: killed by signal N), else msrun's.
 zoo_msrun_failure() {
-    local logs=$1 rc=$2 pid code log rank
+    local logs=$1 rc=$2 pid code log rank status
     read -r pid code < <(sed -nE 's/.*Worker process ([0-9]+) exit with exception\. Error code: (-?[0-9]+).*/\1 \2/p' \
         "$logs/msrun.err" 2>/dev/null | head -n 1)
     if [[ -n "$pid" ]]; then
         log=$(grep -lE "^\[msrun_worker\] .* pid $pid\b" "$logs"/worker_*.log 2>/dev/null | head -n 1)
         rank=$(sed -nE "s/^\[msrun_worker\] (rank [^ ]+( \(local worker [0-9]+\))?) pid $pid\b.*/\1/p" "$log" 2>/dev/null | head -n 1)
-        if ((code < 0)); then code="signal $((-code))"; else code="status $code"; fi
-        zoo_die "${rank:-worker pid $pid} exited with $code first; msrun stopped the others. Its log: ${log:-$logs}"
+        if ((code < 0)); then status=$((128 - code)) code="signal $((-code))"; else status=$code code="status $code"; fi
+        ((status > 0 && status < 256)) || status=$rc
+        ZOO_STATUS=$status zoo_die "${rank:-worker pid $pid} exited with $code first; msrun stopped the others. Its log: ${log:-$logs}"
     fi
-    zoo_die "msrun failed (status $rc); see $logs/msrun.err and the worker logs in $logs/"
+    ZOO_STATUS=$rc zoo_die "msrun failed (status $rc); see $logs/msrun.err and the worker logs in $logs/"
 }
 
 # CPU: the msrun launcher with --device_target CPU.

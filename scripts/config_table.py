@@ -6,7 +6,6 @@ tests/test_recipe_config.py checks that the committed file equals what this scri
 
 Usage: python3 scripts/config_table.py [--check] [OUT]   (default OUT: docs/config_keys.md)
 """
-import argparse
 import inspect
 import os
 import re
@@ -91,7 +90,8 @@ def render():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from common.command import ArgumentParser
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true", help="exit 1 if OUT differs from the generated table")
     args = parser.parse_args(argv)
@@ -110,4 +110,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.command import run_command
+    sys.exit(run_command(main))

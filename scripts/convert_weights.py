@@ -5,18 +5,23 @@
 SRC: timm ``.safetensors`` / ``.pth``, an official PeleeNet ``.pth.tar``, a PaddleClas
 ``.pdparams`` (told apart by content, so a wrong suffix does not matter). Every parameter of
 NAME must be filled and every source key used (or known to be ignorable); otherwise nothing
-is written and the keys that did not fit are listed.
+is written and the keys that did not fit are listed. OUT's folder is created if missing. Errors are one
+line ``error: …`` on stderr, exit status 2 (common.command).
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common  # noqa: E402,F401  (CPU fast path before MindSpore runs)
+from common.command import ArgumentParser, run_command  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return run_command(convert, argv, user_errors=(ValueError,))
+
+
+def convert(argv=None):
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", help="weights file (.safetensors, .pth, .pth.tar, .pt, .pdparams)")
     parser.add_argument("out", help="MindSpore checkpoint to write")
     parser.add_argument("--arch", required=True, help="our model name, e.g. dla34, peleenet")
@@ -26,18 +31,21 @@ def main(argv=None):
     import mindspore as ms
     from common.checkpoint import classifier_param_names, match_weights, save_checkpoint_atomic
     from common.convert import to_net_names
-    from common.errors import WeightsError
+    from common.errors import OutputError, describe_os_error
     from common.registry import create_model, model_entrypoint
     from common.weights import read_weights
 
-    try:  # load_weights' steps, the fitted tensors saved instead of loaded (no value the file lacks is added)
-        model_entrypoint(args.arch)
-        found = read_weights(args.src)
-        net = create_model(args.arch, num_classes=args.num_classes or _source_classes(found.tensors, args.arch))
-        weights = match_weights(net, to_net_names(found.tensors, net, found.fmt), found.path, args.arch).weights
-    except (WeightsError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # load_weights' steps, the fitted tensors saved instead of loaded (no value the file lacks is added);
+    # a WeightsError / unknown --arch (ValueError) is one line (run_command)
+    model_entrypoint(args.arch)
+    found = read_weights(args.src)
+    net = create_model(args.arch, num_classes=args.num_classes or _source_classes(found.tensors, args.arch))
+    weights = match_weights(net, to_net_names(found.tensors, net, found.fmt), found.path, args.arch).weights
+    folder = os.path.dirname(os.path.abspath(args.out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the folder {folder} for {args.out}: {describe_os_error(err)}") from None
     params = [{"name": name, "data": ms.Tensor(value)} for name, value in weights.items()]
     save_checkpoint_atomic(params, args.out)
     head = classifier_param_names(net)

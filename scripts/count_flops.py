@@ -10,7 +10,6 @@ MindSpore 2.10's own graph counter (``mindspore.flops_collection`` on a compiled
 dla34 (6.12 GFLOPs = 2 x 3.06 GMACs) but not on grouped convolutions (dla46x_c: 2.07 GFLOPs =
 2 x 1.04 GMACs, where timm has 0.54 GMACs and this script 0.53), so it is not used.
 """
-import argparse
 import os
 import sys
 
@@ -59,18 +58,25 @@ def count_params(net):
 def main(argv=None):
     import common  # noqa: F401  (CPU fast path; registers the families)
     from common.registry import create_model, list_models
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from common.command import ArgumentParser
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="registered names (default: all)")
     parser.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     parser.add_argument("--num_classes", type=int, default=1000)
     args = parser.parse_args(argv)
     rows = []
     for name in args.models or list_models():
-        net = create_model(name, num_classes=args.num_classes)
+        net = create_model(name, num_classes=args.num_classes, image_size=args.size)
         rows.append((name, count_macs(net, args.size), count_params(net)))
         print(f"{name:<24} {rows[-1][1] / 1e9:7.3f} GMACs  {rows[-1][2]:>12,} params  ({args.size} px)", flush=True)
     return rows
 
 
+def _command(argv=None):
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    from common.command import run_command
+    sys.exit(run_command(_command, user_errors=(ValueError,)))  # an unknown model name: one line

@@ -11,8 +11,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
     if len(argv) != 1:
-        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        print(f"error: {__doc__.strip().splitlines()[-1].strip()}", file=sys.stderr)
         return 2
     family_dir = os.path.abspath(argv[0])
     sys.path[:0] = [os.path.dirname(family_dir), ROOT]  # the folder's families.py and family, this common
@@ -21,7 +24,7 @@ def main(argv=None):
         print(default_config_path(family_dir))
     except ValueError as err:  # on stdout too: the launcher stops with this one line
         print(err)
-        return 1
+        return 2  # a user's mistake, as every command's (common.command)
     return 0
 
 

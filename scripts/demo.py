@@ -5,7 +5,6 @@
 Each step is one of the documented shell commands, printed before it runs. At the end the
 predictions of the exported MINDIR are compared with those of the checkpoint.
 """
-import argparse
 import ast
 import os
 import shutil
@@ -14,6 +13,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from common.command import ArgumentParser, run_command  # noqa: E402
 
 
 def run(cmd, cwd):
@@ -25,7 +26,8 @@ def run(cmd, cwd):
             print(line, end="", flush=True)
             lines.append(line.rstrip("\n"))
     if proc.returncode:
-        sys.exit(f"demo step failed ({proc.returncode}): {' '.join(cmd)}")
+        print(f"error: demo step failed ({proc.returncode}): {' '.join(cmd)}", file=sys.stderr, flush=True)
+        sys.exit(proc.returncode)  # the step's own status (2: a user error, 3: diverged)
     return lines
 
 
@@ -34,7 +36,7 @@ def predictions(lines):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=ROOT, help="where demo_data/ and demo_output/ go (default: repo root)")
     parser.add_argument("--epochs", type=int, default=0, help="override the demo config's epochs")
     args = parser.parse_args(argv)
@@ -69,4 +71,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

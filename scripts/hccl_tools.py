@@ -17,9 +17,8 @@ ids and IP device_ips; server ids unique; rank ids exactly 0..N-1 over the whole
 as ``RANK_SIZE n`` then ``RANK r DEVICE d`` lines; the server is the one SERVER_ID names (its
 index in the table or its server_id), or the one whose first rank is RANK_START, or the only
 one, or the one whose server_id is an address of this host; it must list --local_device_num
-devices. Errors are one line on stderr, exit status 1.
+devices. Errors are one line ``error: …`` on stderr, exit status 2 (common.command, as every command).
 """
-import argparse
 import ipaddress
 import json
 import os
@@ -27,6 +26,9 @@ import re
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.command import ArgumentParser, run_command  # noqa: E402  (common.errors and stdlib only)
 
 
 class RankTableError(ValueError):
@@ -50,12 +52,16 @@ def read_hccn_conf(path):
     """{device_id (str): device_ip} from the ``address_N=IP`` lines of an hccn.conf file."""
     if not os.path.isfile(path):
         raise RankTableError(f"hccn.conf '{path}' not found (pass --hccn_conf PATH)")
+    try:
+        with open(path, encoding="utf-8") as fin:
+            lines = fin.readlines()
+    except UnicodeDecodeError:
+        raise RankTableError(f"hccn.conf '{path}' is not a text file of address_N=IP lines") from None
     ips = {}
-    with open(path, encoding="utf-8") as fin:
-        for line in fin:
-            match = re.fullmatch(r"\s*address_(\d+)\s*=\s*(\S+)\s*", line)
-            if match:
-                ips[match.group(1)] = match.group(2)
+    for line in lines:
+        match = re.fullmatch(r"\s*address_(\d+)\s*=\s*(\S+)\s*", line)
+        if match:
+            ips[match.group(1)] = match.group(2)
     return ips
 
 
@@ -270,7 +276,11 @@ def write_merged_table(paths, out_dir="."):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    return run_command(_main, argv, user_errors=(RankTableError,))
+
+
+def _main(argv=None):
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device_num", default="[0,8)", help="device range [first,last), e.g. '[0,8)'")
     parser.add_argument("--visible_devices", default="0,1,2,3,4,5,6,7")
     parser.add_argument("--hccn_conf", default="/etc/hccn.conf")
@@ -282,27 +292,23 @@ def main(argv=None):
     parser.add_argument("--plan", metavar="TABLE", help="print the ranks this server starts (SERVER_ID, RANK_START)")
     parser.add_argument("--local_device_num", type=int, help="with --plan: this server's device count")
     args = parser.parse_args(argv)
-    try:
-        if args.check:
-            validate_rank_table(args.check, args.rank_size)
-            return 0
-        if args.plan:
-            if args.local_device_num is None:
-                parser.error("--plan needs --local_device_num")
-            rank_size, ranks = plan_ranks(args.plan, args.local_device_num, os.environ.get("SERVER_ID", "").strip(),
-                                          os.environ.get("RANK_START", "").strip())
-            print(f"RANK_SIZE {rank_size}")
-            for rank, device_id in ranks:
-                print(f"RANK {rank} DEVICE {device_id}")
-            return 0
-        if args.merge:
-            path = write_merged_table(args.merge, args.out_dir)
-        else:
-            path = write_rank_table(args.device_num, args.visible_devices, args.hccn_conf,
-                                    args.server_ip, args.out_dir)
-    except RankTableError as err:
-        print(f"hccl_tools: error: {err}", file=sys.stderr)
-        return 1
+    if args.check:
+        validate_rank_table(args.check, args.rank_size)
+        return 0
+    if args.plan:
+        if args.local_device_num is None:
+            parser.error("--plan needs --local_device_num")
+        rank_size, ranks = plan_ranks(args.plan, args.local_device_num, os.environ.get("SERVER_ID", "").strip(),
+                                      os.environ.get("RANK_START", "").strip())
+        print(f"RANK_SIZE {rank_size}")
+        for rank, device_id in ranks:
+            print(f"RANK {rank} DEVICE {device_id}")
+        return 0
+    if args.merge:
+        path = write_merged_table(args.merge, args.out_dir)
+    else:
+        path = write_rank_table(args.device_num, args.visible_devices, args.hccn_conf,
+                                args.server_ip, args.out_dir)
     print(f"Completed: hccl file was saved in: {os.path.abspath(path)}")
     return 0
 

@@ -7,11 +7,14 @@ OUT/val_list.txt (lines ``train/3/0007.png 3``), OUT/labels.txt (one class name 
 and a retrieval split for MultiGrain: OUT/query_list.txt (val images) against
 OUT/gallery_list.txt (train images), same class = relevant.
 """
-import argparse
 import os
+import sys
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.command import ArgumentParser, run_command  # noqa: E402
 
 
 def make_demo_data(out, size=32, val_fraction=0.2, seed=0):
@@ -48,7 +51,7 @@ def _write_lines(path, lines):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output folder")
     parser.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     parser.add_argument("--val_fraction", type=float, default=0.2)
@@ -58,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -10,6 +10,13 @@ import socket
 import sys
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2:  # else an interactive python would start
+        print("error: no script to run: msrun ... scripts/msrun_worker.py <model>/train.py --key value ...",
+              file=sys.stderr)
+        sys.exit(2)
+    if sys.argv[1] in ("-h", "--help"):  # ours, not python's
+        print(__doc__.strip())
+        sys.exit(0)
     if os.environ.get("MS_ROLE") == "MS_SCHED":
         who = "scheduler"
     else:

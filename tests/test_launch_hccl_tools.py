@@ -70,18 +70,18 @@ def test_default_out_dir_is_the_current_folder(hccn_conf, tmp_path):
 def test_bad_device_ranges_are_one_line(hccn_conf, tmp_path, device_num, message):
     proc = run_tool("--device_num", device_num, "--hccn_conf", hccn_conf, "--server_ip", "10.0.0.1",
                     "--out_dir", tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
     assert not list(tmp_path.glob("hccl_*.json"))
 
 
 def test_missing_conf_or_device_address_is_one_line(tmp_path):
     proc = run_tool("--hccn_conf", tmp_path / "none.conf", "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "not found" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not found" in proc.stderr
     partial = tmp_path / "hccn.conf"
     partial.write_text("address_0=192.98.92.100\naddress_1=192.98.93.101\n")
     proc = run_tool("--device_num", "[0,4)", "--hccn_conf", partial, "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
-    assert proc.returncode == 1 and "no address_N line for device(s) 2, 3" in proc.stderr
+    assert proc.returncode == 2 and "no address_N line for device(s) 2, 3" in proc.stderr
 
 
 def test_written_table_passes_the_check_for_its_size_only(hccn_conf, tmp_path):
@@ -89,8 +89,8 @@ def test_written_table_passes_the_check_for_its_size_only(hccn_conf, tmp_path):
     table = tmp_path / "hccl_8p_01234567_10.0.0.1.json"
     assert run_tool("--check", table, "--rank_size", 8).returncode == 0
     proc = run_tool("--check", table, "--rank_size", 4)
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == f"hccl_tools: error: rank table '{table}' lists 8 devices but DEVICE_NUM is 4"
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: rank table '{table}' lists 8 devices but DEVICE_NUM is 4"
 
 
 def test_check_accepts_the_older_group_list_layout(tmp_path):
@@ -111,21 +111,21 @@ def test_check_reports_malformed_tables(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"version": "1.0", "status": "completed"}))
     proc = run_tool("--check", path, "--rank_size", 8)
-    assert proc.returncode == 1 and "neither 'server_list' nor 'group_list'" in proc.stderr
+    assert proc.returncode == 2 and "neither 'server_list' nor 'group_list'" in proc.stderr
     path.write_text(json.dumps({"server_list": [{"device": [{"device_id": "0"}]}]}))
     proc = run_tool("--check", path, "--rank_size", 1)
-    assert proc.returncode == 1 and "malformed" in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.returncode == 2 and "malformed" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_device_ip_that_is_not_an_ip_is_refused(tmp_path):
     conf = tmp_path / "hccn.conf"
     conf.write_text(HCCN_CONF.replace(f"address_3={ip(3)}", "address_3=eth3"))
     proc = run_tool("--device_num", "[0,8)", "--hccn_conf", conf, "--server_ip", "10.0.0.1", "--out_dir", tmp_path)
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == "hccl_tools: error: hccn.conf: address_3 is 'eth3', not an IP address"
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: hccn.conf: address_3 is 'eth3', not an IP address"
     assert not list(tmp_path.glob("hccl_*.json"))
     assert run_tool("--device_num", "[0,4)", "--hccn_conf", conf, "--server_ip", "10.0.0.1",
-                    "--out_dir", tmp_path).returncode == 1
+                    "--out_dir", tmp_path).returncode == 2
 
 
 def server_table(server_id, first_ip):
@@ -156,7 +156,7 @@ def test_merge_refuses_the_same_server_twice(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(server_table("10.0.0.1", 92)))
     (tmp_path / "b.json").write_text(json.dumps(server_table("10.0.0.1", 93)))
     proc = run_tool("--merge", tmp_path / "a.json", tmp_path / "b.json", "--out_dir", tmp_path)
-    assert proc.returncode == 1 and "lists server 10.0.0.1 more than once" in proc.stderr
+    assert proc.returncode == 2 and "lists server 10.0.0.1 more than once" in proc.stderr
     assert proc.stderr.count("\n") == 1 and not list(tmp_path.glob("hccl_*.json"))
 
 
@@ -182,4 +182,4 @@ def test_check_validates_each_server_of_a_multi_server_table(tmp_path, edit, mes
     edit(table)
     path.write_text(json.dumps(table))
     proc = run_tool("--check", path)
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
