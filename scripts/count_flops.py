@@ -72,11 +72,11 @@ def main(argv=None):
     return rows
 
 
-def _command(argv=None):
-    main(argv)
-    return 0
+def cli(argv=None):
+    """``main`` as a command: its exit status; an unknown model name or size is one line (common.command)."""
+    from common.command import run_command
+    return run_command(lambda args: main(args) and 0, argv, user_errors=(ValueError,))
 
 
 if __name__ == "__main__":
-    from common.command import run_command
-    sys.exit(run_command(_command, user_errors=(ValueError,)))  # an unknown model name: one line
+    sys.exit(cli())
