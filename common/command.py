@@ -1,6 +1,7 @@
 """How every command we ship ends on a user's mistake, the scripts as the entry points (``common.engine.run_main``):
 one line ``error: …`` on stderr and exit status 2; ``--help`` prints the usage and exits 0; a bug keeps its
-traceback. Stdlib only beyond ``common.errors``, so that a launcher's helper (scripts/hccl_tools.py) stays light.
+traceback. Imports nothing beyond ``common.errors`` (and ``common``'s light package import: no MindSpore), so that
+a launcher's helper (scripts/hccl_tools.py) stays quick.
 """
 import argparse
 import sys

@@ -19,7 +19,12 @@ def _odd_files(folder):
     os.mkfifo(fifo)
     os.symlink("/dev/zero", device)
     server = socket.socket(socket.AF_UNIX)
-    server.bind(str(sock))
+    here = os.getcwd()
+    os.chdir(folder)  # bound by its relative name: a socket's path is limited to 107 bytes
+    try:
+        server.bind(sock.name)
+    finally:
+        os.chdir(here)
     return {fifo: "a FIFO", sock: "a socket", device: "a character device"}, server
 
 
