@@ -30,6 +30,13 @@ ZOO_LAUNCHER_OPTS=()
 ZOO_PATH_KEYS=(resume pretrained ckpt_file data_path config_path output_dir pretrained_model checkpoints model_save_dir)
 ZOO_PATH_KEYS_IF_FOUND=(cls_label_path_train cls_label_path_val label_file)
 
+# What MindSpore 2.10's GPU backend needs (docs/hardware.md says where each part was found: the
+# wheel's plugins, the libraries they link, run_check, the install page). The GPU launchers print
+# it as their first line, so that a CUDA 12 / Hopper machine learns why before anything starts.
+ZOO_GPU_REQUIREMENT="[gpu] MindSpore 2.10 runs on CUDA 11.1 + cuDNN 8.0 or CUDA 11.6 + cuDNN 8.5 (libcudart.so.11.0, libcudnn.so.8), driver >= 450.80.02 / 510.39.01, GPUs of compute capability 6.0-8.6 (Pascal to Ampere); not CUDA 12 alone, not Hopper. Not run by this project: docs/hardware.md"
+
+zoo_gpu_requirement() { echo "$ZOO_GPU_REQUIREMENT"; }
+
 # zoo_die MESSAGE: one line on stderr and exit status 2, as every command we ship on a user's mistake
 # (docs/errors.md); ZOO_STATUS, when set, is the status instead (a failed process's own).
 zoo_die() {
@@ -390,6 +397,7 @@ zoo_distribute_train_msrun() {
     zoo_need_count "WORKER_NUM" "$n"
     zoo_need_count "--local_worker_num" "$local_n"
     zoo_need_count "--cluster_time_out" "$timeout"
+    [[ "$target" == GPU ]] && zoo_gpu_requirement
     case "$target" in Ascend | GPU | CPU) ;; *) zoo_die "--device_target must be Ascend, GPU or CPU, got '$target'" ;; esac
     ((local_n <= n)) || zoo_die "--local_worker_num $local_n is more than WORKER_NUM $n"
     [[ "$port" =~ ^[0-9]+$ ]] && ((port >= 1024 && port <= 65535)) || zoo_die "MASTER_PORT must be 1024..65535, got '$port'"

@@ -95,3 +95,27 @@ def test_the_checker_loads_without_mindspore():
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_the_readme_quick_start_is_what_ci_and_the_demo_test_run():
+    """The README's two commands are the ones the suite runs: command 2 is `.ci/run`'s line verbatim,
+    and command 1's demo is the script tests/test_demo.py runs end to end (>= 95 % top-1)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("## Two commands"):]
+    shown = [c.text for c in commands(block[:block.index("\n## ", 3)])]
+    assert shown == ["pip install -r requirements.txt", "python scripts/demo.py",
+                     "pip install -r requirements-test.txt", "python -m pytest"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()[-1]
+    assert ci == "pip install -r requirements-test.txt && python -m pytest"
+    demo_test = (ROOT / "tests" / "test_demo.py").read_text(encoding="utf-8")
+    assert 'run_script("scripts/demo.py"' in demo_test
+
+
+def test_a_broken_command_in_docs_pages_is_found(tmp_path):
+    """docs/*.md are checked like the cards (the README is an index; the manual's commands live there)."""
+    from tools.doc_check import doc_files
+    assert {p.name for p in doc_files(ROOT) if p.parent.name == "docs"} >= {"distributed.md", "usage.md", "weights.md"}
+    page = tmp_path / "page.md"
+    page.write_text("```bash\npython dla/train.py --config_path config/dla_demo_config.yaml --no_such_key 1\n```\n")
+    (finding,) = check_all(ROOT, [page])
+    assert finding.message.startswith("--no_such_key: not an option of dla/train.py")

@@ -219,11 +219,44 @@ def test_no_model_chosen_is_one_line(work):
     assert proc.stderr.strip().count("\n") == 0 and "--model_dir" in proc.stderr
 
 
+GPU_LAUNCHERS = ("run_distribute_train_gpu.sh", "run_standalone_train_gpu.sh", "run_eval_gpu.sh")
+
+
+def documented_gpu_requirement():
+    """The line docs/hardware.md says the GPU launchers print first (its fenced text block)."""
+    text = open(os.path.join(ROOT, "docs", "hardware.md"), encoding="utf-8").read()
+    section = text[text.index("### The line the GPU launchers print first"):]
+    return re.search(r"```text\n(.*?)\n```", section, re.S).group(1)
+
+
+def without_gpu_requirement(script, stdout):
+    """stdout after the CUDA/cuDNN line a GPU launcher prints first (checked by its own test)."""
+    return stdout.split("\n", 1)[1] if script in GPU_LAUNCHERS else stdout
+
+
 @pytest.mark.parametrize("script", LAUNCHERS)
 def test_help_prints_usage(script, work):
     proc = launch(top(script), "--help", cwd=work["job"])
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"Usage: bash {script} [")
+    assert without_gpu_requirement(script, proc.stdout).startswith(f"Usage: bash {script} [")
+
+
+@pytest.mark.parametrize("script", LAUNCHERS)
+def test_gpu_launchers_print_the_cuda_requirement_first(script, work):
+    """What MindSpore 2.10's GPU wheel needs (docs/hardware.md, with where it was found) is the first
+    line of every GPU launch, dry run, usage or error; the other launchers do not print it. The
+    model wrappers exec the top-level scripts, so they print it too."""
+    requirement = documented_gpu_requirement()
+    assert "CUDA 11.1 + cuDNN 8.0" in requirement and "CUDA 11.6 + cuDNN 8.5" in requirement
+    runs = [launch(top(script), "--help", cwd=work["job"]),
+            launch(top(script), "data", "--model_dir", work["model"], "--dry_run", cwd=work["job"]),
+            launch(os.path.join(ROOT, "dla", "scripts", script), "--help", cwd=work["job"])]
+    for proc in runs:
+        first = proc.stdout.splitlines()[0] if proc.stdout else ""
+        assert (first == requirement) is (script in GPU_LAUNCHERS), proc.stdout
+    msrun_gpu = launch(top("run_distribute_train_msrun.sh"), "data", 2, "--model_dir", work["model"],
+                       "--device_target", "GPU", "--dry_run", cwd=work["job"])
+    assert msrun_gpu.stdout.splitlines()[0] == requirement, msrun_gpu.stdout
 
 
 # --------------------------------------------------------------------------- one device, eval
@@ -233,7 +266,7 @@ def test_standalone_dry_run(work, script, target):
     job = work["job"]
     proc = launch(top(script), "data", "--model_dir", work["model"], "--dry_run", cwd=job, env={"DEVICE_ID": "3"})
     assert proc.returncode == 0, proc.stderr
-    assert "DEVICE_ID=3" in proc.stdout.splitlines()[0]
+    assert "DEVICE_ID=3" in without_gpu_requirement(script, proc.stdout).splitlines()[0]
     (line,) = launch_lines(proc.stdout)
     label, env, folder, cmd, log = parse_line(line)
     assert (label, folder, log) == ("train", str(job / "train"), str(job / "train" / "log"))

@@ -19,7 +19,7 @@ set of commands. Placeholders (``PATH``, ``[CONFIG_PATH]``, ``<ip>``, ``$VAR``) 
 Nothing is imported at module load; the facts (models, config keys) come from ``common`` the
 first time they are needed, which loads the families (and MindSpore) once.
 
-Usage: python tools/doc_check.py [FILE.md ...]   (default: README*.md and every family's cards)
+Usage: python tools/doc_check.py [FILE.md ...]   (default: README*.md, every family's cards, docs/*.md)
 """
 import dataclasses
 import difflib
@@ -390,11 +390,12 @@ class Checker:
 
 
 def doc_files(root=ROOT):
-    """The README and every family's card, both languages, that exist."""
+    """The README, every family's card (both languages) and the pages under docs/ that exist: the
+    README is an index, so the manual's commands live in docs/ and must stay true as well."""
     repo = Repo(root)
     names = ["README.md", "README_CN.md"]
     candidates = [repo.root / n for n in names] + [repo.root / f / n for f in repo.families for n in names]
-    return [p for p in candidates if p.is_file()]
+    return [p for p in candidates if p.is_file()] + sorted((repo.root / "docs").glob("*.md"))
 
 
 def check_all(root=ROOT, files=None):
