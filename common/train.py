@@ -12,11 +12,13 @@ from common.runtime import init_device
 
 
 def train(cfg, hooks):
+    from common.run_record import tee_output
     from common.trainer import model_trainer
     setup = setup_training(cfg, hooks)
-    trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
-    callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
-    fit(cfg, setup, trainer, callbacks)
+    with tee_output(setup.out_dir, setup.rank, setup.group_size):  # train.log: every line from here on
+        trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
+        callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
+        fit(cfg, setup, trainer, callbacks)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": setup.ckpt_dir, "rank": setup.rank, "net": setup.net, "ema": ema}
@@ -29,6 +31,7 @@ def setup_training(cfg, hooks):
     from common.loss import create_loss
     from common.lr import create_lr_schedule
     from common.outputs import check_new_training_run
+    from common.run_record import check_tensorboard
     from common.runtime import build_net
     from common.trainer import TrainSetup
 
@@ -39,6 +42,7 @@ def setup_training(cfg, hooks):
     if cfg.ema_decay and cfg.dataset_sink_mode and cfg.device_target != "CPU":
         raise ConfigError("config error: ema_decay updates the average after every step; dataset_sink_mode "
                           "True runs a whole epoch per callback: use --dataset_sink_mode False with EMA")
+    check_tensorboard(cfg)
     out_dir = os.path.abspath(cfg.output_dir)
     check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
     rank, group_size = init_device(cfg)
@@ -77,6 +81,7 @@ def training_callbacks(cfg, setup, trainer):
     from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger
     from common.ema import EMA, EMAUpdate
     from common.resume import resume_training, set_optimizer_step
+    from common.run_record import RunRecord
 
     net, rank, group_size, accumulation = setup.net, setup.rank, setup.group_size, setup.accumulation
     ema = EMA(net, cfg.ema_decay) if cfg.ema_decay else None
@@ -102,6 +107,9 @@ def training_callbacks(cfg, setup, trainer):
         eval_cb = EvalCallback(trainer.eval_model, val_ds, net, setup.ckpt_dir, cfg.eval_interval, rank, ema=ema,
                                reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
+    # after eval: a summary row holds that epoch's top-1
+    callbacks.append(RunRecord(setup.out_dir, trainer.lr, gb.global_batch(cfg, group_size), setup.point.epoch,
+                               eval_cb, ema is not None, accumulation, cfg.log_interval, cfg.tensorboard, rank))
     return callbacks, eval_cb, ema
 
 
