@@ -9,6 +9,7 @@ from common.runtime import init_device, single_device
 
 def evaluate(cfg, hooks):
     from mindspore.train import Model
+    from common.callbacks import EvalProgress
     from common.data import create_dataset
     from common.loss import create_loss
     from common.predict import evaluate_exported, is_exported
@@ -25,13 +26,14 @@ def evaluate(cfg, hooks):
     if hooks.prepare_eval_net:
         hooks.prepare_eval_net(cfg, net)
     model = Model(net, loss_fn=create_loss(cfg, net, hooks.loss), metrics=metrics())
+    progress = [EvalProgress(cfg.log_interval, rank)]  # rank 0's shard when distributed
     if group_size > 1:
         from common.distributed_eval import sharded_val_dataset, sum_over_ranks
         dataset, local, total = sharded_val_dataset(cfg, rank, group_size)
-        raw = sum_over_ranks(model.eval(dataset, dataset_sink_mode=False), local)
+        raw = sum_over_ranks(model.eval(dataset, callbacks=progress, dataset_sink_mode=False), local)
         print(f"rank {rank} of {group_size} evaluated {local} of {total} images", flush=True)
     else:
-        raw = model.eval(create_dataset(cfg, "val"), dataset_sink_mode=False)
+        raw = model.eval(create_dataset(cfg, "val"), callbacks=progress, dataset_sink_mode=False)
     result = {k: float(raw[k]) for k in METRIC_NAMES}
     print(f"result: {result} ckpt= {os.path.abspath(cfg.ckpt_file)}", flush=True)
     if hooks.after_eval and rank == 0:  # e.g. MultiGrain's retrieval: whole splits, once

@@ -107,13 +107,15 @@ def check_tensorboard(cfg):
 
 class RunRecord(Callback):
     """Rank 0: at every epoch end a row of ``summary.csv``; after an evaluated epoch ``curves.png``; with
-    ``tensorboard`` the row's scalars per epoch and loss/lr every ``log_interval`` optimizer steps.
+    ``tensorboard`` the row's scalars (``epoch/<column>``) at each epoch's last step and ``train/loss``,
+    ``train/lr`` every ``log_interval`` optimizer steps, all against the optimizer step.
 
     Put after the eval callback (``eval_cb``: its ``history`` and ``averaged.history`` give top-1/top-5).
-    ``start_epoch``: the rows up to this epoch of an earlier summary.csv in ``out_dir`` are kept."""
+    ``start_epoch``: the rows up to this epoch of an earlier summary.csv in ``out_dir`` are kept;
+    ``resume_step``: the optimizer step a ``--resume`` starts after (TensorBoard's ``purge_step``)."""
 
     def __init__(self, out_dir, lr_per_step, global_batch, start_epoch=0, eval_cb=None, ema=False, accumulation=1,
-                 log_interval=10, tensorboard=False, rank=0):
+                 log_interval=10, tensorboard=False, rank=0, resume_step=0):
         super().__init__()
         self.out_dir, self.lr, self.global_batch, self.eval_cb = out_dir, lr_per_step, global_batch, eval_cb
         self.acc, self.log_interval, self.rank = max(1, int(accumulation)), max(1, int(log_interval)), rank
@@ -124,9 +126,10 @@ class RunRecord(Callback):
         if rank == 0:
             kept = _kept_lines(self.path, self.columns, start_epoch)
             self.lines = kept or [",".join(self.columns) + "\n"]
-            if tensorboard:
+            if tensorboard:  # one x axis, the optimizer step; a resumed run drops the stale events after its step
                 from tensorboardX import SummaryWriter
-                self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+                purge = resume_step + 1 if resume_step else None
+                self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard"), purge_step=purge)
 
     def on_train_epoch_begin(self, run_context):
         self._begin = self._last = time.time()
@@ -165,7 +168,7 @@ class RunRecord(Callback):
         if self.writer is not None:
             for key, value in row.items():
                 if key not in ("epoch", "step") and value is not None and math.isfinite(value):
-                    self.writer.add_scalar(f"epoch/{key}", value, epoch)
+                    self.writer.add_scalar(f"epoch/{key}", value, step)
             self.writer.flush()
 
     def _eval_results(self, epoch):

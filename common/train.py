@@ -109,7 +109,8 @@ def training_callbacks(cfg, setup, trainer):
         callbacks.append(eval_cb)
     # after eval: a summary row holds that epoch's top-1
     callbacks.append(RunRecord(setup.out_dir, trainer.lr, gb.global_batch(cfg, group_size), setup.point.epoch,
-                               eval_cb, ema is not None, accumulation, cfg.log_interval, cfg.tensorboard, rank))
+                               eval_cb, ema is not None, accumulation, cfg.log_interval, cfg.tensorboard, rank,
+                               setup.point.epoch * setup.steps + setup.point.within if cfg.resume else 0))
     return callbacks, eval_cb, ema
 
 
