@@ -24,27 +24,31 @@ def plot(argv=None):
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--names", default="", help="comma-separated legend names (default: the folders' names)")
     args = parser.parse_args(argv)
-    from common.curves import SUMMARY, read_summary, save_curves
-
-    names = args.names.split(",") if args.names else [_name(run) for run in args.runs]
-    if len(names) != len(args.runs):
-        raise UserError(f"--names gives {len(names)} names for {len(args.runs)} runs")
-    if len(set(names)) != len(names):
-        raise UserError(f"two runs have the same name in the legend ({', '.join(names)}): pass --names")
-    runs = {}
-    for name, run in zip(names, args.runs):
-        path = os.path.join(run, SUMMARY) if os.path.isdir(run) else run
-        if not os.path.isfile(path):
-            raise UserError(f"{run} has no {SUMMARY}: pass a training run's output_dir")
-        rows = read_summary(path)
-        if not rows:
-            raise UserError(f"{path} has no epoch yet")
-        runs[name] = rows
-    folder = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(folder, exist_ok=True)
+    from common.curves import save_curves
+    runs = load_runs(args.runs, args.names.split(",") if args.names else None)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_curves(runs, args.out)
     print(f"{len(runs)} run(s) -> {args.out}")
     return 0
+
+
+def load_runs(paths, names=None):
+    """{legend name: summary rows} of run folders (or summary.csv files), named by folder unless ``names``."""
+    from common.curves import SUMMARY, read_summary
+    names = names or [_name(run) for run in paths]
+    if len(names) != len(paths):
+        raise UserError(f"--names gives {len(names)} names for {len(paths)} runs")
+    if len(set(names)) != len(names):
+        raise UserError(f"two runs have the same name in the legend ({', '.join(names)}): pass --names")
+    runs = {}
+    for name, run in zip(names, paths):
+        path = os.path.join(run, SUMMARY) if os.path.isdir(run) else run
+        if not os.path.isfile(path):
+            raise UserError(f"{run} has no {SUMMARY}: pass a training run's output_dir")
+        runs[name] = read_summary(path)
+        if not runs[name]:
+            raise UserError(f"{path} has no epoch yet")
+    return runs
 
 
 def _name(run):
