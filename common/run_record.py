@@ -95,14 +95,41 @@ def _cell(value):
 
 
 def check_tensorboard(cfg):
-    """--tensorboard True without its writer library: one line naming the package (before anything is written)."""
+    """--tensorboard True without TensorBoard: one line naming the package (before anything is written)."""
     if not cfg.tensorboard:
         return
     try:
-        import tensorboardX  # noqa: F401
+        import tensorboard.summary.writer.event_file_writer  # noqa: F401
     except ImportError:
-        raise ConfigError("config error: --tensorboard True writes events with the tensorboardX package: "
-                          "pip install tensorboardX (or --tensorboard False)") from None
+        raise ConfigError("config error: --tensorboard True writes events with the tensorboard package: "
+                          "pip install tensorboard (or --tensorboard False)") from None
+
+
+class EventWriter:
+    """Scalars into a TensorBoard event file with TensorBoard's own writer (the one torch.utils.tensorboard
+    uses; no TensorFlow or torch needed). Its ``flush`` waits until the queued events are on disk
+    (tensorboardX's only flushes what its thread has taken), so an epoch's scalars survive a kill.
+    ``purge_step``: a restarted run's first step; TensorBoard drops the earlier run's events from there on."""
+
+    def __init__(self, logdir, purge_step=None):
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        self._event, self._summary = Event, Summary
+        self._writer = EventFileWriter(logdir)
+        if purge_step is not None:
+            self._writer.add_event(Event(step=purge_step, wall_time=time.time(),
+                                         session_log=SessionLog(status=SessionLog.START)))
+
+    def add_scalar(self, tag, value, step):
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self._writer.add_event(self._event(step=int(step), wall_time=time.time(), summary=summary))
+
+    def flush(self):
+        self._writer.flush()
+
+    def close(self):
+        self._writer.close()
 
 
 class RunRecord(Callback):
@@ -127,9 +154,7 @@ class RunRecord(Callback):
             kept = _kept_lines(self.path, self.columns, start_epoch)
             self.lines = kept or [",".join(self.columns) + "\n"]
             if tensorboard:  # one x axis, the optimizer step; a resumed run drops the stale events after its step
-                from tensorboardX import SummaryWriter
-                purge = resume_step + 1 if resume_step else None
-                self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard"), purge_step=purge)
+                self.writer = EventWriter(os.path.join(out_dir, "tensorboard"), resume_step + 1 if resume_step else None)
 
     def on_train_epoch_begin(self, run_context):
         self._begin = self._last = time.time()
