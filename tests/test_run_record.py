@@ -16,26 +16,13 @@ import common  # noqa: F401  (CPU fast path first)
 from common.curves import figure, read_summary
 from common.engine import run_main, train
 from conftest import ROOT
+from test_recipe_train_e2e import BASE
 
 QUIET = {"GLOG_v": "3"}
 PNG = b"\x89PNG\r\n\x1a\n"
-RECIPE = """model: dla46_c
-num_classes: 10
-device_target: CPU
-mode: PYNATIVE
-seed: 1
-image_size: 32
-crop_pct: 1.0
-batch_size: 8
-num_parallel_workers: 1
-hflip: 0.0
-lr: 0.05
-warmup_epochs: 0
-epoch_size: 3
-log_interval: 1
-ema_decay: 0.9
-tensorboard: True
-"""
+# test_recipe_train_e2e's tiny recipe, 3 epochs, a line per step, eval, EMA and TensorBoard
+RECIPE = ["--epoch_size", 3, "--log_interval", 1, "--eval_during_train", True, "--ema_decay", 0.9,
+          "--tensorboard", True]
 STEP = re.compile(r"epoch: (\d+) step: \d+/\d+, loss: ([\d.]+), lr: ([\d.]+),")
 EVAL = re.compile(r"epoch: (\d+) eval( \(ema\))?: top_1_accuracy: ([\d.]+),")
 
@@ -56,7 +43,7 @@ def _figures(lines):
 
 def _train_argv(config, out, *extra):
     return [sys.executable, str(ROOT / "dla" / "train.py"), "--config_path", str(config), "--output_dir", str(out),
-            *map(str, extra)]
+            *map(str, RECIPE + list(extra))]
 
 
 def _subsequence(short, long):
@@ -70,7 +57,7 @@ def test_a_killed_and_resumed_run_leaves_one_row_per_epoch_matching_its_log(demo
     (tmp_path / "train.txt").write_text("\n".join(lines["train"][:16]) + "\n")
     (tmp_path / "val.txt").write_text("\n".join(lines["val"][:8]) + "\n")
     config = tmp_path / "recipe.yaml"
-    config.write_text(RECIPE + f"data_path: {demo_data}\ncls_label_path_train: {tmp_path / 'train.txt'}\n"
+    config.write_text(BASE + f"data_path: {demo_data}\ncls_label_path_train: {tmp_path / 'train.txt'}\n"
                       f"cls_label_path_val: {tmp_path / 'val.txt'}\n")
     out = tmp_path / "run"
 
@@ -137,7 +124,7 @@ def test_a_killed_and_resumed_run_leaves_one_row_per_epoch_matching_its_log(demo
     from common.engine import evaluate
     capsys.readouterr()
     result = run_main(evaluate, ["--config_path", str(config), "--ckpt_file", str(out / "ckpt" / "best.ckpt"),
-                                 "--batch_size", "4"], "")
+                                 "--batch_size", "4", "--log_interval", "1"], "")
     progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("eval: [")]
     assert [line.split("]")[0] for line in progress] == ["eval: [1/2", "eval: [2/2"]
     assert f"top-1: {result['top_1_accuracy']:.4f}," in progress[-1]
