@@ -44,6 +44,9 @@ class _Tee(io.TextIOBase):
         self.log.flush()
         self.stream.flush()
 
+    encoding = property(lambda self: self.stream.encoding)
+    errors = property(lambda self: self.stream.errors)
+
     def isatty(self):
         return self.stream.isatty()
 
