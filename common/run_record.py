@@ -54,18 +54,43 @@ class _Tee(io.TextIOBase):
         return self.stream.fileno()
 
 
+class RunLog:
+    """The train log: what is printed is held until ``open()`` (the run writes its first file, config.yaml),
+    then appended to the file (a ``--resume`` continues it, an earlier run's lines stay). A run refused
+    before that leaves no file, as it leaves no config.yaml."""
+
+    def __init__(self, path):
+        self.path, self.file, self.pending = path, None, []
+
+    def write(self, text):
+        if self.file is None:
+            self.pending.append(text)
+        else:
+            self.file.write(text)
+
+    def flush(self):
+        if self.file is not None:
+            self.file.flush()
+
+    def open(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.file = open(self.path, "a", encoding="utf-8", buffering=1)  # line-buffered: a kill loses no line
+        self.file.write("".join(self.pending))
+        self.pending = []
+
+
 @contextlib.contextmanager
 def tee_output(out_dir, rank, group_size):
-    """Within: every line printed to stdout/stderr also goes to ``out_dir``'s train log (appended: a
-    ``--resume`` continues it, an earlier run's lines stay)."""
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, log_name(rank, group_size)), "a", encoding="utf-8", buffering=1) as log:
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
+    """Within: every line printed to stdout/stderr also goes to the ``RunLog`` yielded (``out_dir``'s train log)."""
+    log = RunLog(os.path.join(out_dir, log_name(rank, group_size)))
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    try:
+        yield log
+    finally:
+        sys.stdout, sys.stderr = saved
+        if log.file is not None:
+            log.file.close()
 
 
 def summary_columns(ema=False):

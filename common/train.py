@@ -15,10 +15,10 @@ def train(cfg, hooks):
     from common.run_record import tee_output
     from common.trainer import model_trainer
     setup = setup_training(cfg, hooks)
-    with tee_output(setup.out_dir, setup.rank, setup.group_size):  # train.log: every line from here on
+    with tee_output(setup.out_dir, setup.rank, setup.group_size) as log:  # train.log: every line from here on
         trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
         callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
-        fit(cfg, setup, trainer, callbacks)
+        fit(cfg, setup, trainer, callbacks, log)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": setup.ckpt_dir, "rank": setup.rank, "net": setup.net, "ema": ema}
@@ -114,8 +114,9 @@ def training_callbacks(cfg, setup, trainer):
     return callbacks, eval_cb, ema
 
 
-def fit(cfg, setup, trainer, callbacks):
-    """Write config.yaml (everything is checked by now), print the start line and train."""
+def fit(cfg, setup, trainer, callbacks, log=None):
+    """Write config.yaml (everything is checked by now) and start ``log`` (common.run_record.RunLog), print the
+    start line and train."""
     from common import global_batch as gb
     from common.callbacks import RunCounters
     from common.config import save_args
@@ -123,6 +124,8 @@ def fit(cfg, setup, trainer, callbacks):
     rank, group_size, point = setup.rank, setup.group_size, setup.point
     initial_epoch = point.epoch
     save_args(cfg, os.path.join(setup.out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
+    if log is not None:
+        log.open()
     if rank == 0:
         start = f"epochs {initial_epoch + 1}..{cfg.epoch_size}" + (
             f" (epoch {initial_epoch + 1} from step {point.within + 1})" if point.within else "")
