@@ -182,7 +182,8 @@ class RunRecord(Callback):
             kept = _kept_lines(self.path, self.columns, start_epoch)
             self.lines = kept or [",".join(self.columns) + "\n"]
             if tensorboard:  # one x axis, the optimizer step; a resumed run drops the stale events after its step
-                self.writer = EventWriter(os.path.join(out_dir, "tensorboard"), resume_step + 1 if resume_step else None)
+                purge = resume_step + 1 if resume_step else None
+                self.writer = EventWriter(os.path.join(out_dir, "tensorboard"), purge)
 
     def on_train_epoch_begin(self, run_context):
         self._begin = self._last = time.time()

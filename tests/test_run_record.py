@@ -132,8 +132,9 @@ def test_a_killed_and_resumed_run_leaves_one_row_per_epoch_matching_its_log(demo
 
 def _summary(path, rows):
     path.mkdir()
-    (path / "summary.csv").write_text("epoch,step,lr,train_loss,eval_top1,eval_top5,epoch_time_s,images_per_s\n" +
-                                      "".join(f"{e},{e * 10},{lr},{loss},{top1},,1.5,100\n" for e, lr, loss, top1 in rows))
+    header = "epoch,step,lr,train_loss,eval_top1,eval_top5,epoch_time_s,images_per_s\n"
+    (path / "summary.csv").write_text(header + "".join(f"{e},{e * 10},{lr},{loss},{top1},,1.5,100\n"
+                                                       for e, lr, loss, top1 in rows))
 
 
 def _plot_runs():
