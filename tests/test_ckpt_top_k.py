@@ -1,0 +1,119 @@
+"""``ckpt_save_policy: top_k`` (keep_checkpoint_max k): the k checkpoints with the best eval top-1 stay
+(ties: the newer), ranked in ckpt/checkpoints_index.json, also across a --resume.
+
+Two levels: the ranking callback fed chosen top-1 values (every tie case decided by hand), and a real
+run of dla/train.py (4 evaluated epochs, k = 2, the last two epochs a --resume) whose kept files must
+be the two best of the eval lines it printed."""
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+
+import common  # noqa: F401  (CPU fast path first)
+from common.ckpt_policy import INDEX_NAME, TopKCheckpoints, read_index
+from conftest import run_script
+
+
+class _Saver:
+    """Stands for CheckpointSaver: writes an empty file per epoch and hands it over."""
+
+    def __init__(self, directory):
+        self.directory, self.new = str(directory), []
+
+    def save(self, epoch, within=0, name=None):
+        path = f"{self.directory}/m-{epoch}_{within or 5}.ckpt" if name is None else f"{self.directory}/{name}"
+        open(path, "w").close()
+        self.new.append((path, epoch, within))
+
+    def take_saved(self):
+        new, self.new = self.new, []
+        return new
+
+
+def _context(epoch):
+    return SimpleNamespace(original_args=lambda: SimpleNamespace(cur_epoch_num=epoch))
+
+
+def _epochs(tmp_path, top1s, keep=2, split=None, stray=False):
+    """Save + evaluate one epoch per value; ``split``: a new ranker (a --resume) after that many epochs."""
+    saver, history = _Saver(tmp_path), []
+    eval_cb = SimpleNamespace(history=history)
+    ranker = TopKCheckpoints(saver, eval_cb, keep)
+    for epoch, top1 in enumerate(top1s, 1):
+        if epoch - 1 == split:
+            ranker = TopKCheckpoints(saver, eval_cb, keep, resumed_at=(split, 0))
+        if stray and epoch == 2:  # a mid-epoch save: a resume point, not ranked
+            saver.save(1, within=2, name="m-2_2.ckpt")
+            ranker.on_train_step_end(None)
+        saver.save(epoch)
+        history.append((epoch, {"top_1_accuracy": top1}))
+        ranker.on_train_epoch_end(_context(epoch))
+    return sorted(p.name for p in tmp_path.glob("*.ckpt"))
+
+
+@pytest.mark.parametrize("top1s,kept", [
+    ([0.6, 0.9, 0.6, 0.7], ["m-2_5.ckpt", "m-4_5.ckpt"]),    # the two best
+    ([0.8, 0.8, 0.5, 0.8], ["m-2_5.ckpt", "m-4_5.ckpt"]),    # three tied: the newer two
+    ([0.9, 0.1, 0.2, 0.3], ["m-1_5.ckpt", "m-4_5.ckpt"]),    # the oldest is the best: kept
+])
+@pytest.mark.parametrize("split", [None, 2])
+def test_top_k_keeps_the_best(tmp_path, top1s, kept, split):
+    assert _epochs(tmp_path, top1s, split=split) == kept
+    index = read_index(str(tmp_path))
+    assert sorted(e["file"] for e in index) == kept
+    assert all(e["top1"] == top1s[e["epoch"] - 1] for e in index)
+
+
+def test_unranked_save_goes_once_a_newer_is_ranked(tmp_path):
+    assert _epochs(tmp_path, [0.5, 0.6, 0.7], keep=2, stray=True) == ["m-2_5.ckpt", "m-3_5.ckpt"]
+
+
+def test_files_outside_the_index_are_left(tmp_path):
+    (tmp_path / "m-9_5.ckpt").write_text("")      # not this run's (no index entry)
+    (tmp_path / "best.ckpt").write_text("")
+    assert _epochs(tmp_path, [0.1, 0.2, 0.3]) == ["best.ckpt", "m-2_5.ckpt", "m-3_5.ckpt", "m-9_5.ckpt"]
+
+
+# --------------------------------------------------------------------------- a real run, resumed
+
+BASE = """model: dla46_c
+num_classes: 10
+device_target: CPU
+mode: PYNATIVE
+seed: 1
+image_size: 32
+crop_pct: 1.0
+batch_size: 8
+num_parallel_workers: 1
+hflip: 0.0
+lr: 0.05
+warmup_epochs: 0
+log_interval: 5
+eval_interval: 1
+keep_checkpoint_max: 2
+ckpt_save_policy: top_k
+"""
+
+
+@pytest.mark.slow
+def test_top_k_run_with_resume(tmp_path, demo_data):
+    lines = {split: (demo_data / f"{split}_list.txt").read_text().splitlines() for split in ("train", "val")}
+    (tmp_path / "train.txt").write_text("\n".join(lines["train"][:24]) + "\n")
+    (tmp_path / "val.txt").write_text("\n".join(lines["val"][:32]) + "\n")
+    config = tmp_path / "recipe.yaml"
+    config.write_text(BASE + f"data_path: {demo_data}\ncls_label_path_train: {tmp_path / 'train.txt'}\n"
+                      f"cls_label_path_val: {tmp_path / 'val.txt'}\n")
+    out = tmp_path / "out"
+    args = ["dla/train.py", "--config_path", config, "--output_dir", out]
+    first = run_script(*args, "--epoch_size", "2", env={"GLOG_v": "3"})
+    second = run_script(*args, "--epoch_size", "4", "--resume", out / "ckpt" / "dla46_c-2_3.ckpt", env={"GLOG_v": "3"})
+    printed = {int(e): float(v) for e, v in re.findall(r"epoch: (\d+) eval: .*?top_1_accuracy: ([\d.]+)",
+                                                       first.stdout + second.stdout)}
+    assert sorted(printed) == [1, 2, 3, 4]
+    best = sorted(printed, key=lambda e: (printed[e], e), reverse=True)[:2]
+    kept = sorted(p.name for p in (out / "ckpt").glob("dla46_c-*.ckpt"))
+    assert kept == sorted(f"dla46_c-{e}_3.ckpt" for e in best), (printed, kept)
+    index = json.loads((out / "ckpt" / INDEX_NAME).read_text())["checkpoints"]
+    assert {e["epoch"]: round(e["top1"], 4) for e in index} == {e: printed[e] for e in best}
+    assert (out / "ckpt" / "best.ckpt").is_file()
