@@ -93,27 +93,28 @@ log_interval: 5
 eval_interval: 1
 keep_checkpoint_max: 2
 ckpt_save_policy: top_k
+eval_batch_size: 16
 """
 
 
 @pytest.mark.slow
 def test_top_k_run_with_resume(tmp_path, demo_data):
     lines = {split: (demo_data / f"{split}_list.txt").read_text().splitlines() for split in ("train", "val")}
-    (tmp_path / "train.txt").write_text("\n".join(lines["train"][:24]) + "\n")
-    (tmp_path / "val.txt").write_text("\n".join(lines["val"][:32]) + "\n")
+    (tmp_path / "train.txt").write_text("\n".join(lines["train"][:16]) + "\n")
+    (tmp_path / "val.txt").write_text("\n".join(lines["val"][:16]) + "\n")
     config = tmp_path / "recipe.yaml"
     config.write_text(BASE + f"data_path: {demo_data}\ncls_label_path_train: {tmp_path / 'train.txt'}\n"
                       f"cls_label_path_val: {tmp_path / 'val.txt'}\n")
     out = tmp_path / "out"
     args = ["dla/train.py", "--config_path", config, "--output_dir", out]
     first = run_script(*args, "--epoch_size", "2", env={"GLOG_v": "3"})
-    second = run_script(*args, "--epoch_size", "4", "--resume", out / "ckpt" / "dla46_c-2_3.ckpt", env={"GLOG_v": "3"})
+    second = run_script(*args, "--epoch_size", "4", "--resume", out / "ckpt" / "dla46_c-2_2.ckpt", env={"GLOG_v": "3"})
     printed = {int(e): float(v) for e, v in re.findall(r"epoch: (\d+) eval: .*?top_1_accuracy: ([\d.]+)",
                                                        first.stdout + second.stdout)}
     assert sorted(printed) == [1, 2, 3, 4]
     best = sorted(printed, key=lambda e: (printed[e], e), reverse=True)[:2]
     kept = sorted(p.name for p in (out / "ckpt").glob("dla46_c-*.ckpt"))
-    assert kept == sorted(f"dla46_c-{e}_3.ckpt" for e in best), (printed, kept)
+    assert kept == sorted(f"dla46_c-{e}_2.ckpt" for e in best), (printed, kept)
     index = json.loads((out / "ckpt" / INDEX_NAME).read_text())["checkpoints"]
     assert {e["epoch"]: round(e["top1"], 4) for e in index} == {e: printed[e] for e in best}
     assert (out / "ckpt" / "best.ckpt").is_file()
