@@ -42,8 +42,9 @@ def _clip(grads, mode, bound):
     return [g * bound / max(norm, bound) for g in grads]
 
 
-def _train(mode, bound, batch, accumulation=1, loss_scale=1.0):
-    """Weights after one optimizer step of the project's train step."""
+def _train(mode, bound, batch, accumulation=1, loss_scale=1.0, names=False):
+    """Weights after one optimizer step of the project's train step (``names``: the names its checkpoint
+    would hold, untrained)."""
     import mindspore as ms
     import mindspore.dataset as ds
     from mindspore import nn
@@ -63,6 +64,8 @@ def _train(mode, bound, batch, accumulation=1, loss_scale=1.0):
                        train_ds=None, rest_ds=None, batches=N // batch, steps=1, lr_cfg=None, lr_warning="",
                        lr=[LR] * 4)
     trainer = model_trainer(cfg, setup)
+    if names:
+        return [p.name for p in trainer.train_network.get_parameters()]
     data = ds.NumpySlicesDataset({"x": x, "y": y}, shuffle=False).batch(batch)
     trainer.fit(1, data, [], 0, False)
     return net.weight.asnumpy(), net.bias.asnumpy()
@@ -103,3 +106,11 @@ def test_clip_accumulated_step_once():
     halves = [_clip(list(_grads(x[i:i + 8], y[i:i + 8], w, b)), "norm", bound) for i in (0, 8)]
     per_batch = w - LR * (halves[0][0] + halves[1][0]) / 2
     assert np.abs(per_batch - want[0]).max() > 1e-3  # clipping each batch would be told apart
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_clipping_keeps_checkpoint_names(accumulation):
+    """A clipped run's checkpoint resumes with clipping off and back (the wrapper adds no name prefix)."""
+    plain = _train("none", 1.0, 8, accumulation, names=True)
+    assert _train("norm", 1.0, 8, accumulation, names=True) == plain
+    assert "moments.weight" in plain
