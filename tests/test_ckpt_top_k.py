@@ -13,6 +13,7 @@ import pytest
 import common  # noqa: F401  (CPU fast path first)
 from common.ckpt_policy import INDEX_NAME, TopKCheckpoints, read_index
 from conftest import run_script
+from test_recipe_train_e2e import QUIET, recipe  # noqa: F401  (the tiny recipe's fixture)
 
 
 class _Saver:
@@ -77,38 +78,16 @@ def test_files_outside_the_index_are_left(tmp_path):
 
 # --------------------------------------------------------------------------- a real run, resumed
 
-BASE = """model: dla46_c
-num_classes: 10
-device_target: CPU
-mode: PYNATIVE
-seed: 1
-image_size: 32
-crop_pct: 1.0
-batch_size: 8
-num_parallel_workers: 1
-hflip: 0.0
-lr: 0.05
-warmup_epochs: 0
-log_interval: 5
-eval_interval: 1
-keep_checkpoint_max: 2
-ckpt_save_policy: top_k
-eval_batch_size: 16
-"""
-
-
 @pytest.mark.slow
-def test_top_k_run_with_resume(tmp_path, demo_data):
-    lines = {split: (demo_data / f"{split}_list.txt").read_text().splitlines() for split in ("train", "val")}
-    (tmp_path / "train.txt").write_text("\n".join(lines["train"][:16]) + "\n")
-    (tmp_path / "val.txt").write_text("\n".join(lines["val"][:16]) + "\n")
-    config = tmp_path / "recipe.yaml"
-    config.write_text(BASE + f"data_path: {demo_data}\ncls_label_path_train: {tmp_path / 'train.txt'}\n"
-                      f"cls_label_path_val: {tmp_path / 'val.txt'}\n")
+def test_top_k_run_with_resume(recipe, tmp_path, demo_data):
+    """test_recipe_train_e2e's tiny recipe on 16 training images (2 steps an epoch), evaluated every epoch."""
+    train = tmp_path / "train16.txt"
+    train.write_text("\n".join((demo_data / "train_list.txt").read_text().splitlines()[:16]) + "\n")
     out = tmp_path / "out"
-    args = ["dla/train.py", "--config_path", config, "--output_dir", out]
-    first = run_script(*args, "--epoch_size", "2", env={"GLOG_v": "3"})
-    second = run_script(*args, "--epoch_size", "4", "--resume", out / "ckpt" / "dla46_c-2_2.ckpt", env={"GLOG_v": "3"})
+    args = ["dla/train.py", "--config_path", *recipe("out", "--cls_label_path_train", train, "--eval_during_train",
+                                                     "True", "--ckpt_save_policy", "top_k", "--keep_checkpoint_max", 2)]
+    first = run_script(*args, env=QUIET)  # epochs 1..2
+    second = run_script(*args, "--epoch_size", "4", "--resume", out / "ckpt" / "dla46_c-2_2.ckpt", env=QUIET)
     printed = {int(e): float(v) for e, v in re.findall(r"epoch: (\d+) eval: .*?top_1_accuracy: ([\d.]+)",
                                                        first.stdout + second.stdout)}
     assert sorted(printed) == [1, 2, 3, 4]
