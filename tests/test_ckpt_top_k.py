@@ -76,6 +76,17 @@ def test_files_outside_the_index_are_left(tmp_path):
     assert _epochs(tmp_path, [0.1, 0.2, 0.3]) == ["best.ckpt", "m-2_5.ckpt", "m-3_5.ckpt", "m-9_5.ckpt"]
 
 
+def test_top_k_without_eval_is_refused_in_one_line(repo_root, tmp_path, capsys):
+    from common.engine import run_main, train
+    with pytest.raises(SystemExit) as stop:
+        run_main(train, ["--ckpt_save_policy", "top_k", "--eval_during_train", "False", "--data_path",
+                         str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")],
+                 str(repo_root / "config" / "dla_demo_config.yaml"))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert stop.value.code == 2 and len(err) == 1 and "needs --eval_during_train True" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- a real run, resumed
 
 @pytest.mark.slow
