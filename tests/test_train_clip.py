@@ -42,7 +42,7 @@ def _clip(grads, mode, bound):
     return [g * bound / max(norm, bound) for g in grads]
 
 
-def _train(mode, bound, batch, accumulation=1, loss_scale=1.0, names=False):
+def _train(mode, bound, batch, accumulation=1, loss_scale=1.0, names=False, reducer=None):
     """Weights after one optimizer step of the project's train step (``names``: the names its checkpoint
     would hold, untrained)."""
     import mindspore as ms
@@ -66,6 +66,8 @@ def _train(mode, bound, batch, accumulation=1, loss_scale=1.0, names=False):
     trainer = model_trainer(cfg, setup)
     if names:
         return [p.name for p in trainer.train_network.get_parameters()]
+    if reducer is not None:  # stands for data parallel's all-reduce (DistributedGradReducer)
+        trainer.train_network.grad_reducer = reducer
     data = ds.NumpySlicesDataset({"x": x, "y": y}, shuffle=False).batch(batch)
     trainer.fit(1, data, [], 0, False)
     return net.weight.asnumpy(), net.bias.asnumpy()
@@ -114,3 +116,24 @@ def test_clipping_keeps_checkpoint_names(accumulation):
     plain = _train("none", 1.0, 8, accumulation, names=True)
     assert _train("norm", 1.0, 8, accumulation, names=True) == plain
     assert "moments.weight" in plain
+
+
+def test_clip_acts_after_the_all_reduce():
+    """Data parallel: the train cell all-reduces the gradients (its ``grad_reducer``) before the clip. A
+    reducer that sums 2 ranks' equal gradients (2g) stands in for it: the step must be clip(2g), not
+    2 clip(g) (clipping each rank's own gradients before the sum)."""
+    from mindspore import nn, ops
+
+    class SumOfTwoRanks(nn.Cell):
+        def construct(self, grads):
+            return tuple(ops.mul(g, 2.0) for g in grads)
+
+    bound = _norm() / 4
+    got = _train("norm", bound, batch=N, reducer=SumOfTwoRanks())
+    x, y, w, b = _data()
+    summed = [2 * g for g in _grads(x, y, w, b)]
+    want = [v - LR * g for v, g in zip((w, b), _clip(summed, "norm", bound))]
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, atol=1e-6, rtol=0)
+    before = w - LR * 2 * _clip(list(_grads(x, y, w, b)), "norm", bound)[0]
+    assert np.abs(before - want[0]).max() > 1e-3  # clipping before the reduce would be told apart
