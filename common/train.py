@@ -43,6 +43,9 @@ def setup_training(cfg, hooks):
         raise ConfigError("config error: ema_decay updates the average after every step; dataset_sink_mode "
                           "True runs a whole epoch per callback: use --dataset_sink_mode False with EMA")
     check_tensorboard(cfg)
+    if cfg.ckpt_save_policy == "top_k" and cfg.save_checkpoint and not cfg.eval_during_train:
+        raise ConfigError("config error: ckpt_save_policy top_k keeps the checkpoints with the best eval top-1: "
+                          "it needs --eval_during_train True (or use latest_k)")
     out_dir = os.path.abspath(cfg.output_dir)
     check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
     rank, group_size = init_device(cfg)
@@ -96,17 +99,23 @@ def training_callbacks(cfg, setup, trainer):
     if group_size > 1 and cfg.eval_during_train:  # before the savers: they save what every rank evaluates
         from common.distributed_eval import average_batchnorm_stats
         callbacks.append(average_batchnorm_stats(net, group_size))
+    saver = None
     if cfg.save_checkpoint:
         run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
-        callbacks.append(CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
-                                         cfg.keep_checkpoint_max, rank, ema=ema,
-                                         every_steps=cfg.save_checkpoint_steps, run_info=run_info))
+        saver = CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max, rank,
+                                ema=ema, every_steps=cfg.save_checkpoint_steps, run_info=run_info,
+                                ranked=cfg.ckpt_save_policy == "top_k")
+        callbacks.append(saver)
     eval_cb = None
     if cfg.eval_during_train:
         val_ds, reduce_fn = _val_for_training(cfg, rank, group_size)
         eval_cb = EvalCallback(trainer.eval_model, val_ds, net, setup.ckpt_dir, cfg.eval_interval, rank, ema=ema,
                                reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
+    if saver is not None and saver.ranked and rank == 0:  # after the saver and eval: it ranks what they did
+        from common.ckpt_policy import TopKCheckpoints
+        resumed_at = (setup.point.epoch, setup.point.within) if cfg.resume else None
+        callbacks.append(TopKCheckpoints(saver, eval_cb, cfg.keep_checkpoint_max, resumed_at))
     # after eval: a summary row holds that epoch's top-1
     callbacks.append(RunRecord(setup.out_dir, trainer.lr, gb.global_batch(cfg, group_size), setup.point.epoch,
                                eval_cb, ema is not None, accumulation, cfg.log_interval, cfg.tensorboard, rank,
