@@ -110,7 +110,7 @@ DEFAULTS = {
     "eval_during_train": (True, "evaluate on the val split during training, keep best.ckpt"),
     "eval_interval": (1, "evaluate every N epochs"),
     "log_interval": (10, "print a progress line every N steps (eval: every N batches)"),
-    "tensorboard": (False, "also write TensorBoard events under output_dir/tensorboard/ (needs the tensorboard package)"),
+    "tensorboard": (False, "also write TensorBoard events under output_dir/tensorboard/ (needs tensorboard)"),
     "dataset_sink_mode": (False, "sink the dataset into the graph (GPU/Ascend)"),
     # eval / export / predict
     "ckpt_file": ("", "checkpoint to evaluate / export / predict with"),
