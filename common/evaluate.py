@@ -8,6 +8,18 @@ from common.runtime import init_device, single_device
 
 
 def evaluate(cfg, hooks):
+    """The result dict (printed as ModelZoo's ``result: {...} ckpt= PATH``), also as JSON with ``results_file``
+    (Paddle's ``--save_json_path``)."""
+    from common.predict_results import json_path, write_json
+    path = json_path(cfg.results_file) if cfg.results_file else ""  # a bad name stops before the eval
+    result = _evaluate(cfg, hooks)
+    if path:
+        write_json(path, result)
+        print(f"result written to {path}", flush=True)
+    return result
+
+
+def _evaluate(cfg, hooks):
     from mindspore.train import Model
     from common.data import create_dataset
     from common.loss import create_loss
