@@ -16,9 +16,8 @@ from common.data.samples import IMG_EXTENSIONS, read_text_lines
 from common.errors import DatasetError
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
-# First bytes of files predict cannot read as images, for the one line saying what the file is
-_MAGIC = ((b"PK\x03\x04", "a zip archive (a .ckpt/.npz?)"), (b"\x93NUMPY", "a numpy .npy array"),
-          (b"\x08\x01\x12", "an ONNX model: pass it as --ckpt_file"))
+# Files people pass to predict by mistake: the model, given where the images go
+MODEL_SUFFIXES = (".ckpt", ".mindir", ".onnx", ".air", ".pdparams", ".pth", ".pt", ".safetensors", ".npz")
 
 
 def _special(path):
@@ -54,14 +53,10 @@ def list_images(list_path, data_path=""):
 
 def _describe(path):
     """One line saying what a file predict cannot use is."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as err:
-        return f"{path} cannot be read: {err.strerror}"
-    what = next((w for magic, w in _MAGIC if head.startswith(magic)), None)
-    suffix = os.path.splitext(path)[1] or "no suffix"
-    return (f"{path} is not an image or a list of images ({what or suffix}): predict reads "
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in MODEL_SUFFIXES:
+        return f"{path} is a model file ({suffix}), not an image: pass it as --ckpt_file and the images as --predict_path"
+    return (f"{path} is not an image or a list of images ({suffix or 'no suffix'}): predict reads "
             f"{', '.join(IMG_EXTENSIONS)} files, folders of them and list files ({', '.join(LIST_SUFFIXES)})")
 
 
