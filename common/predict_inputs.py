@@ -17,6 +17,7 @@ from common.errors import DatasetError
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 # Files people pass to predict by mistake: the model, given where the images go
+PREFETCH = 2  # rows/batches each pipeline stage may hold ahead (MindSpore's default 16: 16 batches waiting)
 MODEL_SUFFIXES = (".ckpt", ".mindir", ".onnx", ".air", ".pdparams", ".pth", ".pt", ".safetensors", ".npz")
 
 
@@ -91,7 +92,9 @@ def image_paths(spec, data_path=""):
 def predict_batches(cfg, paths, batch_size):
     """(NCHW float32 batch, positions in ``paths``) through the eval pipeline, in order. An unreadable
     file is left out of its batch (reported once by the reader): its position is missing."""
+    import mindspore.dataset as ds
     from common.data import create_dataset
+    ds.config.set_prefetch_size(PREFETCH)
     dataset = create_dataset(cfg, "val", batch_size=batch_size, shuffle=False,
                              samples=[(path, i) for i, path in enumerate(paths)])
     yield from dataset.create_tuple_iterator(output_numpy=True)
