@@ -2,7 +2,8 @@
 
 ``--predict_path`` is one image, a folder (walked recursively in a stable sorted order), a list file
 (one image path a line, optionally followed by a label; relative paths are taken from ``data_path``
-like the dataset lists, else from the list's folder) or several of these separated by commas. A path
+like the dataset lists, else from the list's folder; a list not found as given is looked for in
+``data_path`` too) or several of these separated by commas. A path
 that exists as a whole wins over splitting it (``cat, sitting.png``). Files that are not regular files
 (a FIFO, a socket, a device) are never opened blocking: the reader skips them with a warning naming
 them and the results get a warning row, as for any unreadable image.
@@ -74,16 +75,25 @@ def _item_paths(item, data_path):
     raise DatasetError(_describe(item))
 
 
+def _found(item, data_path):
+    """``item`` if it exists, else a list file under ``data_path`` (as the dataset lists are found), else ''."""
+    if os.path.lexists(item):
+        return item
+    under = os.path.join(data_path, item) if data_path and not os.path.isabs(item) else ""
+    return under if under.lower().endswith(LIST_SUFFIXES) and os.path.isfile(under) else ""
+
+
 def image_paths(spec, data_path=""):
     """The image files ``spec`` names (see the module docstring), in order; DatasetError if none."""
     if not spec:
         raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...], a folder or a list file")
-    items = [spec] if os.path.lexists(spec) else [s for s in spec.split(",") if s]
+    items = [spec] if _found(spec, data_path) else [s for s in spec.split(",") if s]
     paths = []
     for item in items:
-        if not os.path.lexists(item):
+        found = _found(item, data_path)
+        if not found:
             raise DatasetError(f"no such image, folder or list file: {item}")
-        paths += _item_paths(item, data_path)
+        paths += _item_paths(found, data_path)
     if not paths:
         raise DatasetError(f"no images found in {spec!r}")
     return paths
