@@ -127,8 +127,10 @@ def test_a_whole_path_wins_over_comma_splitting(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
-def test_results_files_hold_the_rows_in_each_format(tmp_path, suffix):
+def test_results_files_hold_the_rows_in_each_format(tmp_path, suffix, monkeypatch, capsys):
+    import common.predict_results
     from common.predict_results import ResultSink
+    monkeypatch.setattr(common.predict_results, "PROGRESS_SECONDS", 0.0)  # a progress line after each batch
     rows = [{"class_ids": [3, 1], "scores": [0.75, 0.25], "file_name": "a, b.png", "label_names": ["c,3", "c\"1"]},
             {"file_name": "x.png", "error": "unreadable image x.png: empty file"},
             {"class_ids": [0, 2], "scores": [0.5, 0.5], "file_name": "y.png", "label_names": ["0", "2"]}]
@@ -136,6 +138,9 @@ def test_results_files_hold_the_rows_in_each_format(tmp_path, suffix):
     sink.add(rows[:2])
     sink.add(rows[2:])
     sink.close()
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and printed[0].startswith("predict: 2/3 images, ") and printed[0].endswith(" images/s")
+    assert printed[1].startswith("predict: 3 images (1 unreadable) in ") and printed[1].endswith(f"results in {sink.path}")
     text = (tmp_path / f"out{suffix}").read_text(encoding="utf-8")
     if suffix == ".json":
         assert json.loads(text) == rows
