@@ -124,6 +124,8 @@ DEFAULTS = {
     "predict_path": ("", "predict: image file, several comma-separated, or a folder"),
     "backend": ("mindspore", "predict/eval: mindspore (ckpt or MINDIR) | onnxruntime (ONNX); .onnx implies it"),
     "topk": (5, "top-k for predict"),
+    "results_file": ("", "predict: per-image top-k to OUT.csv | OUT.jsonl | OUT.json, written as batches "
+                         "finish; eval: its result dict as JSON (Paddle: save_json_path)"),
 }
 
 # Valid values of the keys above, checked at parse time: a value outside stops with one line naming
