@@ -110,7 +110,9 @@ DEFAULTS = {
     "ckpt_file": ("", "checkpoint to evaluate / export / predict with"),
     "file_name": ("", "export: output file name without suffix"),
     "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
-    "export_batch_size": (1, "export: batch of the exported input"),
+    "export_batch_size": (1, "export: batch of the exported input; 0 = any batch (docs/export.md)"),
+    "fold_bn": (True, "export: fold each BatchNorm into the convolution before it (same outputs within 1e-5, "
+                      "one op instead of two)"),
     "export_head": ("classifier", "export: classifier (logits) | features (the backbone: one output per "
                                   "feature map) | a family's own (its record's export_heads)"),
     "out_indices": ([], "backbone (export_head features): indices into the model's feature_info "
@@ -169,7 +171,7 @@ RANGES = {
     "save_checkpoint_steps": "[0, inf)",  # 0: per epoch only
     "eval_interval": "[1, inf)",
     "log_interval": "[1, inf)",
-    "export_batch_size": "[1, inf)",
+    "export_batch_size": "[0, inf)",  # 0: a dynamic batch
     "backend": ("mindspore", "onnxruntime"),
     "topk": "[1, inf)",
 }
