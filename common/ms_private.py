@@ -28,8 +28,7 @@ def mindspore_logger():
     return get_logger()
 
 
-def mindir_input_shape(path):
-    """The (fixed) shape of a MINDIR's first input, read from the file's protobuf; None if it has none."""
+def _mindir_graph(path):
     try:
         from mindspore.train.mind_ir_pb2 import ModelProto
     except ImportError as err:
@@ -37,5 +36,17 @@ def mindir_input_shape(path):
     proto = ModelProto()
     with open(path, "rb") as f:
         proto.ParseFromString(f.read())
-    tensors = proto.graph.input[0].tensor if proto.graph.input else []
+    return proto.graph
+
+
+def mindir_input_shape(path):
+    """The shape of a MINDIR's first input (-1 for a dynamic dimension), read from the file's protobuf;
+    None if it has none."""
+    graph = _mindir_graph(path)
+    tensors = graph.input[0].tensor if graph.input else []
     return tuple(int(d) for d in tensors[0].dims) if tensors else None
+
+
+def mindir_output_shapes(path):
+    """The shape of each output of a MINDIR (-1 for a dynamic dimension), from the file's protobuf."""
+    return [tuple(int(d) for d in out.tensor[0].dims) for out in _mindir_graph(path).output if out.tensor]
