@@ -67,10 +67,9 @@ def test_dynamic_batch_exports_equal_the_fixed_export_and_folding_keeps_outputs(
     import mindspore as ms
     net = _checkpoint(model, tmp_path / "m.ckpt")
     x = np.random.default_rng(0).standard_normal((FIXED, 3, SIZE, SIZE)).astype(np.float32)
+    fixed = _export(model, tmp_path / "m.ckpt", tmp_path / "fixed", "ONNX", FIXED)  # first: it sets the device up
     net.set_train(False)
     unfolded = net(ms.Tensor(x)).asnumpy()  # the network as trained, BatchNorms and all (PyNative)
-
-    fixed = _export(model, tmp_path / "m.ckpt", tmp_path / "fixed", "ONNX", FIXED)
     assert _op_types(fixed)["BatchNormalization"] == 0 and _op_types(fixed)["Conv"] > 0
     reference = _ort(fixed, x)
     assert _rel(reference, unfolded) <= RTOL, "folded export differs from the unfolded network"
