@@ -47,6 +47,15 @@ def mindir_input_shape(path):
     return tuple(int(d) for d in tensors[0].dims) if tensors else None
 
 
+def _attr_shapes(attr):
+    """Tensor shapes inside a MINDIR ``AttributeProto`` (a tuple output keeps its items in ``values``)."""
+    return [tuple(int(d) for d in t.dims) for t in attr.tensors] + [s for v in attr.values for s in _attr_shapes(v)]
+
+
 def mindir_output_shapes(path):
-    """The shape of each output of a MINDIR (-1 for a dynamic dimension), from the file's protobuf."""
-    return [tuple(int(d) for d in out.tensor[0].dims) for out in _mindir_graph(path).output if out.tensor]
+    """The shape of each output tensor of a MINDIR (-1 for a dynamic dimension; a tuple output gives one shape
+    per item), from the file's protobuf."""
+    shapes = []
+    for out in _mindir_graph(path).output:
+        shapes += [tuple(int(d) for d in t.dims) for t in out.tensor] or _attr_shapes(out.attr_info)
+    return shapes

@@ -169,3 +169,24 @@ def test_export_that_cannot_take_any_batch_is_one_line(tmp_path, monkeypatch, ca
     assert "dla46_c cannot be exported to ONNX for any batch (Expand node 'n1'" in lines[0]
     assert "pass a fixed --export_batch_size N, or export MINDIR" in lines[0]
     assert not list(tmp_path.glob("f*")) and not list(tmp_path.glob(".*onnx*"))
+
+
+# --------------------------------------------------------------------------- backbone exports are not classifiers
+def test_backbone_export_given_to_predict_or_eval_is_one_line(tmp_path, demo_data, capsys):
+    from PIL import Image
+    from common.engine import eval_main, predict_main
+    _checkpoint("dla46_c", tmp_path / "m.ckpt")
+    features = ("--export_head", "features", "--out_indices", "3,5", "--fold_bn", "False")
+    onnx_file = _export("dla46_c", tmp_path / "m.ckpt", tmp_path / "bb", "ONNX", 2, *features)
+    mindir_file = _export("dla46_c", tmp_path / "m.ckpt", tmp_path / "bb", "MINDIR", 0, *features)
+    Image.new("RGB", (40, 40)).save(tmp_path / "x.png")
+    capsys.readouterr()
+    runs = [(predict_main, onnx_file, ["--predict_path", str(tmp_path / "x.png")], "2x64x4x4, 2x256x1x1"),
+            (eval_main, mindir_file, ["--data_path", str(demo_data)], "Nx64x4x4, Nx256x1x1")]
+    for main, path, args, maps in runs:
+        with pytest.raises(SystemExit) as stop:
+            main(["--config_path", FAMILIES["dla46_c"], "--ckpt_file", path, "--image_size", str(SIZE), *args])
+        lines = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith("[WARNING]")]
+        assert stop.value.code == 2 and len(lines) == 1, lines
+        assert lines[0] == (f"error: {path} is a feature extractor (a backbone export with 2 outputs: {maps}), not a "
+                            f"classifier: predict and eval need a file exported with --export_head classifier")
