@@ -77,6 +77,12 @@ def test_dynamic_batch_exports_equal_the_fixed_export_and_folding_keeps_outputs(
     any_onnx = _export(model, tmp_path / "m.ckpt", tmp_path / "any", "ONNX", 0)
     any_mindir = _export(model, tmp_path / "m.ckpt", tmp_path / "any", "MINDIR", 0)
     cv2 = _cv2()
+    from common.config import parse_args
+    from common.predict import Predictor
+    for path in (any_onnx, any_mindir):  # what predict and eval run the file with: any batch, no padding
+        predictor = Predictor(parse_args(["--ckpt_file", path, "--image_size", str(SIZE)]))
+        assert predictor.fixed_batch is None
+        assert _rel(predictor(x[:5]), reference[:5]) <= RTOL, path
     for batch in (1, 3, 8):
         assert _rel(_ort(any_onnx, x[:batch]), reference[:batch]) <= RTOL, ("ONNX", batch)
         assert _rel(_mindir(any_mindir, x[:batch]), reference[:batch]) <= RTOL, ("MINDIR", batch)
