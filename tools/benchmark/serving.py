@@ -19,13 +19,13 @@ def _copy(spec, net, ms, fold):
     return cell
 
 
-def export_curve(spec, net, ms):
-    """Files for the curve, written by the model worker: ``[{fmt, fold, batch, path, reference}]``.
+def export_curve(spec, net, ms, random_batch, suffixes):
+    """Files for the curve, written by the model worker (which hands in its ``random_batch`` and file
+    ``suffixes``): ``[{fmt, fold, batch, path, reference}]``.
 
     Each file from a copy of ``net`` (its parameters, folded or not): both answer the same images with the
     same numbers (each served result's ``rel_diff`` is against ``net``, unfolded)."""
     import numpy as np
-    from tools.benchmark.workers import EXPORT_SUFFIX, random_batch
     files = []
     for batch in spec["serve_batches"]:
         images, _ = random_batch(dict(spec, batch=batch))
@@ -35,7 +35,7 @@ def export_curve(spec, net, ms):
             for fmt in spec["export"]:
                 path = os.path.join(spec["out_dir"], f"{spec['model']}_{name}_{batch}")
                 ms.export(_copy(spec, net, ms, fold), ms.Tensor(images), file_name=path, file_format=fmt.upper())
-                files.append({"fmt": fmt, "fold": name, "batch": batch, "path": path + EXPORT_SUFFIX[fmt],
+                files.append({"fmt": fmt, "fold": name, "batch": batch, "path": path + suffixes[fmt],
                               "reference": reference})
     return files
 
