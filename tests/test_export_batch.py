@@ -196,3 +196,27 @@ def test_backbone_export_given_to_predict_or_eval_is_one_line(tmp_path, demo_dat
         assert stop.value.code == 2 and len(lines) == 1, lines
         assert lines[0] == (f"error: {path} is a feature extractor (a backbone export with 2 outputs: {maps}), not a "
                             f"classifier: predict and eval need a file exported with --export_head classifier")
+
+
+def test_a_conv_bn_pair_the_network_does_not_chain_is_refused_not_folded():
+    """The fold pairs a Conv2d with the BatchNorm2d created right after it; a cell that applies that
+    BatchNorm to something else (here: before the conv) must be refused by the output check."""
+    import mindspore as ms
+    from mindspore import nn
+    from common.errors import UserError
+    from common.fold import fold_checked
+
+    class BnFirst(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, pad_mode="pad", padding=1)
+            self.bn = nn.BatchNorm2d(3)
+
+        def construct(self, x):
+            return self.conv(self.bn(x))
+
+    cell = BnFirst()
+    cell.bn.moving_mean.set_data(ms.Tensor(np.array([0.5, -0.5, 0.2], np.float32)))
+    with pytest.raises(UserError, match=r"toy: folding BatchNorm into the convolutions changed the outputs by .* "
+                                        r"export with --fold_bn False"):
+        fold_checked(cell, 8, "toy")
