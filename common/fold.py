@@ -16,8 +16,11 @@ import numpy as np
 
 from common.errors import UserError
 
-# Folded outputs must equal the unfolded network's within this, relative to the largest output magnitude.
-FOLD_RTOL = 1e-5
+# The export refuses a fold whose outputs differ from the unfolded network's by more than this, relative to
+# each output's largest magnitude. A wrong pairing moves outputs by O(1); float32 rounding alone moves them
+# by ~1e-7 with random weights and by 1e-5 with trained ones (timm's dla46_c weights: logits 1.2e-5, the
+# deepest feature map 5.5e-5, where MindSpore and PyTorch already differ by 1e-5 on the same weights).
+FOLD_RTOL = 1e-3  # room for deeper trained nets (dla169); a wrong fold is far above it
 
 
 def _pairs(cell):
