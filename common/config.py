@@ -111,8 +111,8 @@ DEFAULTS = {
     "file_name": ("", "export: output file name without suffix"),
     "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
     "export_batch_size": (1, "export: batch of the exported input; 0 = any batch (docs/export.md)"),
-    "fold_bn": (True, "export: fold each BatchNorm into the convolution before it (same outputs within 1e-5, "
-                      "one op instead of two)"),
+    "fold_bn": (True, "export: fold each BatchNorm into the convolution before it (one op instead of two, the "
+                      "same outputs up to float32 rounding)"),
     "export_head": ("classifier", "export: classifier (logits) | features (the backbone: one output per "
                                   "feature map) | a family's own (its record's export_heads)"),
     "out_indices": ([], "backbone (export_head features): indices into the model's feature_info "
