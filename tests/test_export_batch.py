@@ -77,6 +77,8 @@ def test_dynamic_batch_exports_equal_the_fixed_export_and_folding_keeps_outputs(
     any_onnx = _export(model, tmp_path / "m.ckpt", tmp_path / "any", "ONNX", 0)
     any_mindir = _export(model, tmp_path / "m.ckpt", tmp_path / "any", "MINDIR", 0)
     cv2 = _cv2()
+    if cv2 is not None:  # the fixed-batch file too: it ran in OpenCV DNN before folding came in
+        assert _rel(_opencv(cv2, fixed, x), reference) <= RTOL, "OpenCV, fixed batch"
     from common.config import parse_args
     from common.predict import Predictor
     for path in (any_onnx, any_mindir):  # what predict and eval run the file with: any batch, no padding
