@@ -57,9 +57,9 @@ def export(cfg, hooks):
 
     def write(tmp):
         ms.export(cell, dummy, file_name=tmp, file_format=fmt)
-        if dynamic and fmt == "ONNX":
+        if fmt == "ONNX":  # fixed batch: the padding Concats become Pad (OpenCV DNN imports it); 0: any batch
             try:
-                symbolic_batch_file(tmp)
+                symbolic_batch_file(tmp, cfg.export_batch_size or TRACE_BATCH, symbolic=dynamic)
             except BatchNotSymbolic as err:
                 raise UserError(f"{cfg.model} cannot be exported to ONNX for any batch ({err}): "
                                 f"pass a fixed --export_batch_size N, or export MINDIR") from None

@@ -10,6 +10,8 @@ exported at ``TRACE_BATCH`` and the graph rewritten where it holds that batch as
 - a ``Concat`` of one activation with constant blocks of one value (``common.layers.zero_pad2d``: the
   border a padded max-pool concatenates) becomes the ``Pad`` it stands for, which any batch can take.
 
+A fixed-batch export gets the Pad rewrite alone (OpenCV DNN imports a Pad, not those Concats).
+
 Any other batch-sized constant (an ``Expand``/``Tile``/``ConstantOfShape`` shape, a constant block
 concatenated otherwise) cannot be rewritten safely: ``BatchNotSymbolic`` names it, and the caller says
 in one line why that file needs a fixed ``export_batch_size``.
@@ -67,14 +69,23 @@ def _pad_node(node, values, batch):
     return pad, extra, [name for name in node.input if name in values]
 
 
-def make_batch_symbolic(model, batch=TRACE_BATCH):
-    """Rewrite ``model`` (an ``onnx.ModelProto`` traced at ``batch``) in place to take any batch."""
+def make_batch_symbolic(model, batch=TRACE_BATCH, symbolic=True):
+    """Rewrite ``model`` (an ``onnx.ModelProto`` traced at ``batch``) in place to take any batch.
+
+    ``symbolic=False`` (a fixed-batch export) makes only the padding Concats ``Pad``: the same numbers, and
+    OpenCV DNN 4.10 cannot import the Concat of constant blocks (MultiGrain's stem pool)."""
     graph = model.graph
     values = _constants(graph)
     nodes, dropped = [], set()
     for node in graph.node:
         where = f"{node.op_type} node '{node.name or node.output[0]}'"
-        if node.op_type == "Reshape" and node.input[1] in values:
+        if not symbolic:
+            rewrite = _pad_node(node, values, batch) if node.op_type == "Concat" else None
+            if rewrite is not None:
+                node, extra, consts = rewrite
+                graph.initializer.extend(extra)
+                dropped.update(consts)
+        elif node.op_type == "Reshape" and node.input[1] in values:
             shape = values[node.input[1]]
             if shape.size and shape[0] == batch:
                 from onnx import numpy_helper
@@ -102,6 +113,8 @@ def make_batch_symbolic(model, batch=TRACE_BATCH):
     keep = [t for t in graph.initializer if t.name in used or t.name not in dropped]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+    if not symbolic:
+        return model
     initializers = {t.name for t in graph.initializer}
     for value_info in list(graph.input) + list(graph.output):
         if value_info.name not in initializers:
@@ -110,10 +123,11 @@ def make_batch_symbolic(model, batch=TRACE_BATCH):
     return model
 
 
-def symbolic_batch_file(path, batch=TRACE_BATCH):
-    """Rewrite the ONNX file at ``path`` to take any batch; ``BatchNotSymbolic`` (file untouched) if it cannot."""
+def symbolic_batch_file(path, batch=TRACE_BATCH, symbolic=True):
+    """Rewrite the ONNX file at ``path`` to take any batch (``symbolic=False``: its padding Concats only);
+    ``BatchNotSymbolic`` (file untouched) if it cannot."""
     import onnx
     model = onnx.load(path)
-    make_batch_symbolic(model, batch)
+    make_batch_symbolic(model, batch, symbolic)
     onnx.checker.check_model(model)
     onnx.save(model, path)

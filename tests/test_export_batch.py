@@ -143,6 +143,13 @@ def test_zero_padding_concat_becomes_pad_and_reshape_takes_any_batch():
              helper.make_node("Concat", ["p", "cols"], ["q"], axis=3),
              helper.make_node("Reshape", ["q", "shape"], ["y"])]
     model = _model(nodes, {"rows": rows, "cols": cols, "shape": np.array([7, -1], np.int64)}, [7, 50])
+    fixed = type(model)()
+    fixed.CopyFrom(model)
+    make_batch_symbolic(fixed, symbolic=False)  # a fixed-batch export: the Pads alone, batch 7 kept
+    assert [n.op_type for n in fixed.graph.node] == ["Pad", "Pad", "Reshape"]
+    assert fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 7
+    x7 = np.random.default_rng(1).standard_normal((7, 2, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_run_model(fixed, x7), np.pad(x7, ((0, 0), (0, 0), (1, 1), (0, 2))).reshape(7, -1))
     make_batch_symbolic(model)
     assert [n.op_type for n in model.graph.node] == ["Pad", "Pad", "Reshape"]
     x = np.random.default_rng(0).standard_normal((3, 2, 3, 3)).astype(np.float32)
@@ -166,7 +173,7 @@ def test_export_that_cannot_take_any_batch_is_one_line(tmp_path, monkeypatch, ca
     import common.export
     from common.onnx_batch import BatchNotSymbolic
 
-    def refuse(path):
+    def refuse(path, batch, symbolic):
         raise BatchNotSymbolic("Expand node 'n1' builds a tensor of the traced batch's size from a constant shape")
     monkeypatch.setattr(common.export, "symbolic_batch_file", refuse)
     _checkpoint("dla46_c", tmp_path / "m.ckpt")
