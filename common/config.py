@@ -116,7 +116,9 @@ DEFAULTS = {
     "ckpt_file": ("", "checkpoint to evaluate / export / predict with"),
     "file_name": ("", "export: output file name without suffix"),
     "file_format": ("MINDIR", "export: MINDIR | ONNX | AIR"),
-    "export_batch_size": (1, "export: batch of the exported input"),
+    "export_batch_size": (1, "export: batch of the exported input; 0 = any batch (docs/export.md)"),
+    "fold_bn": (True, "export: fold each BatchNorm into the convolution before it (one op instead of two, the "
+                      "same outputs up to float32 rounding)"),
     "export_head": ("classifier", "export: classifier (logits) | features (the backbone: one output per "
                                   "feature map) | a family's own (its record's export_heads)"),
     "out_indices": ([], "backbone (export_head features): indices into the model's feature_info "
@@ -180,7 +182,7 @@ RANGES = {
     "save_checkpoint_steps": "[0, inf)",  # 0: per epoch only
     "eval_interval": "[1, inf)",
     "log_interval": "[1, inf)",
-    "export_batch_size": "[1, inf)",
+    "export_batch_size": "[0, inf)",  # 0: a dynamic batch
     "backend": ("mindspore", "onnxruntime"),
     "topk": "[1, inf)",
 }

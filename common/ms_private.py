@@ -28,8 +28,7 @@ def mindspore_logger():
     return get_logger()
 
 
-def mindir_input_shape(path):
-    """The (fixed) shape of a MINDIR's first input, read from the file's protobuf; None if it has none."""
+def _mindir_graph(path):
     try:
         from mindspore.train.mind_ir_pb2 import ModelProto
     except ImportError as err:
@@ -37,5 +36,26 @@ def mindir_input_shape(path):
     proto = ModelProto()
     with open(path, "rb") as f:
         proto.ParseFromString(f.read())
-    tensors = proto.graph.input[0].tensor if proto.graph.input else []
+    return proto.graph
+
+
+def mindir_input_shape(path):
+    """The shape of a MINDIR's first input (-1 for a dynamic dimension), read from the file's protobuf;
+    None if it has none."""
+    graph = _mindir_graph(path)
+    tensors = graph.input[0].tensor if graph.input else []
     return tuple(int(d) for d in tensors[0].dims) if tensors else None
+
+
+def _attr_shapes(attr):
+    """Tensor shapes inside a MINDIR ``AttributeProto`` (a tuple output keeps its items in ``values``)."""
+    return [tuple(int(d) for d in t.dims) for t in attr.tensors] + [s for v in attr.values for s in _attr_shapes(v)]
+
+
+def mindir_output_shapes(path):
+    """The shape of each output tensor of a MINDIR (-1 for a dynamic dimension; a tuple output gives one shape
+    per item), from the file's protobuf."""
+    shapes = []
+    for out in _mindir_graph(path).output:
+        shapes += [tuple(int(d) for d in t.dims) for t in out.tensor] or _attr_shapes(out.attr_info)
+    return shapes

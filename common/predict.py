@@ -22,7 +22,7 @@ def is_exported(path, backend="mindspore"):
 
 
 def _fixed(dim):
-    """False for a dynamic dimension: a name (ONNX) or -1 (MINDIR)."""
+    """False for a dynamic dimension: a name (ONNX, ``export_batch_size: 0``) or -1 (MINDIR)."""
     return isinstance(dim, int) and dim > 0
 
 
@@ -55,10 +55,11 @@ class Predictor:
             self.input_name = model_input.name
             self.run = lambda x: self.session.run(None, {self.input_name: x})[0]
             self.input_shape = tuple(model_input.shape)
+            self._check_outputs(path, [tuple(out.shape) for out in self.session.get_outputs()])
         elif kind == ".mindir":
             import mindspore as ms
             from mindspore import nn
-            from common.ms_private import mindir_input_shape
+            from common.ms_private import mindir_input_shape, mindir_output_shapes
             try:
                 graph = nn.GraphCell(ms.load(path))
             except Exception as err:  # pylint: disable=broad-except  # MindSpore's RuntimeError text
@@ -66,6 +67,7 @@ class Predictor:
                                    f"(truncated, or another format)") from None
             self.run = lambda x: graph(ms.Tensor(x)).asnumpy()
             self.input_shape = mindir_input_shape(path) or (cfg.export_batch_size,)
+            self._check_outputs(path, mindir_output_shapes(path))
         else:
             import mindspore as ms
             net = build_net(cfg, path)
@@ -74,6 +76,15 @@ class Predictor:
             self.run = lambda x: _to_numpy(cell(ms.Tensor(x)))
         self.fixed_batch = self.input_shape[0] if self.input_shape and _fixed(self.input_shape[0]) else None
         self._check_image_size(path, cfg.image_size)
+
+    @staticmethod
+    def _check_outputs(path, shapes):
+        # a backbone export (--export_head features) gives feature maps: nothing predict or eval can score
+        if len(shapes) > 1 or any(len(shape) != 2 for shape in shapes):
+            maps = ", ".join("x".join(str(d) if _fixed(d) else "N" for d in shape) for shape in shapes)
+            raise WeightsError(f"{path} is a feature extractor (a backbone export with {len(shapes)} output"
+                               f"{'s' * (len(shapes) != 1)}: {maps}), not a classifier: predict and eval need a "
+                               f"file exported with --export_head classifier")
 
     def _check_image_size(self, path, image_size):
         # the classic "accuracy dropped after export": preprocessing that differs from the export's

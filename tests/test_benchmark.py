@@ -157,6 +157,27 @@ def test_bad_export_format_is_refused():
         measure(create_parser().parse_args(["--models", "", "--export", "air"]))
 
 
+def test_serving_curve_table_has_a_row_per_format_and_folding_and_a_column_per_batch():
+    report = _report()
+    report["environment"]["settings"]["serve_batches"] = "1,8,32"
+    report["models"]["dla34"]["serving_curve"] = {
+        "onnx": {"unfolded": {"1": {"infer": _rate(20.0)}, "8": {"infer": _rate(40.0)}, "32": {"error": "oom"}},
+                 "folded": {"1": {"infer": _rate(30.0)}, "8": {"infer": _rate(60.0)}, "32": {"infer": _rate(70.0)}}},
+        "mindir": {"folded": {"1": {"infer": _rate(5.0)}}}}
+    lines = markdown(report).splitlines()
+    start = lines.index("| model | served | BatchNorm | batch 1 img/s | batch 8 img/s | batch 32 img/s |")
+    rows = [line.split(" | ")[1:] for line in lines[start + 2:start + 5]]
+    assert [r[:2] for r in rows] == [["MINDIR", "folded"], ["ONNX Runtime", "unfolded"], ["ONNX Runtime", "folded"]]
+    assert [r[2].split()[0] for r in rows] == ["5.00", "20.00", "30.00"]
+    assert rows[1][3:] == ["40.00 (40.00-40.00)", "error |"] and rows[0][3:] == ["-", "- |"]
+
+
+def test_serve_batches_needs_export(capsys):
+    with pytest.raises(SystemExit):
+        main(["--models", "dla34", "--serve_batches", "1,8,32"])
+    assert "--serve_batches times exported files: it needs --export mindir,onnx" in capsys.readouterr().err
+
+
 def test_synthetic_images_are_imagenet_sized_jpegs(tmp_path):
     from common.data import read_rgb
     write_synthetic_images(str(tmp_path), 6, num_classes=3)

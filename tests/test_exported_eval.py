@@ -1,4 +1,5 @@
-"""eval.py on exported files: a MINDIR and an ONNX export score exactly the checkpoint's top-1 on the digits.
+"""eval.py on exported files: a MINDIR and an ONNX export, for batch 8 and for any batch (export_batch_size 0,
+evaluated at the config's batch_size), score exactly the checkpoint's top-1 on the digits.
 
 The checkpoint is the session's dla46_c finetuned on the 32 px digits (conftest.dla_finetuned, ~0.78
 top-1: predictions decided, not chance). The export batch (8) does not divide the 359 val images, so
@@ -28,11 +29,12 @@ def test_exported_files_score_the_checkpoints_top1_exactly(demo_data, dla_finetu
     reference = dla_finetuned.metrics  # eval.py of the checkpoint
     assert reference["top_1_accuracy"] > 0.5  # trained: far from chance (0.1)
     for fmt, suffix in (("MINDIR", ".mindir"), ("ONNX", ".onnx")):
-        run_script("dla/export.py", *common_args(demo_data), "--ckpt_file", dla_finetuned.ckpt, "--file_format", fmt,
-                   "--file_name", tmp_path / "m", "--export_batch_size", str(EXPORT_BATCH))
-        exported = evaluate(demo_data, tmp_path / f"m{suffix}")
-        assert exported["top_1_accuracy"] == reference["top_1_accuracy"], fmt
-        assert exported["top_5_accuracy"] == reference["top_5_accuracy"], fmt
+        for batch in (EXPORT_BATCH, 0):
+            run_script("dla/export.py", *common_args(demo_data), "--ckpt_file", dla_finetuned.ckpt, "--file_format",
+                       fmt, "--file_name", tmp_path / f"m{batch}", "--export_batch_size", str(batch))
+            exported = evaluate(demo_data, tmp_path / f"m{batch}{suffix}")
+            assert exported["top_1_accuracy"] == reference["top_1_accuracy"], (fmt, batch)
+            assert exported["top_5_accuracy"] == reference["top_5_accuracy"], (fmt, batch)
 
 
 def test_an_export_for_another_image_size_is_one_line(demo_data, dla_finetuned, tmp_path):

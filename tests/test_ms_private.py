@@ -10,7 +10,7 @@ import common  # noqa: F401  (CPU fast path first)
 import mindspore as ms
 from mindspore import log, nn
 
-from common.ms_private import MovedInternal, mindir_input_shape, mindspore_logger
+from common.ms_private import MovedInternal, mindir_input_shape, mindir_output_shapes, mindspore_logger
 
 
 def test_the_logger_is_the_one_mindspore_reports_through():
@@ -34,6 +34,28 @@ def test_the_mindir_input_shape_is_read_from_the_file(tmp_path):
     ms.export(net, ms.Tensor(np.zeros((2, 3, 8, 8), np.float32)), file_name=str(tmp_path / "tiny"),
               file_format="MINDIR")
     assert mindir_input_shape(str(tmp_path / "tiny.mindir")) == (2, 3, 8, 8)
+
+
+class _TwoMaps(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, pad_mode="pad", padding=1)
+
+    def construct(self, x):
+        return x, self.conv(x)
+
+
+def test_the_mindir_output_shapes_are_read_from_the_file_tuple_or_not(tmp_path):
+    """A dynamic batch reads -1; a tuple output (a backbone's maps) one shape per item."""
+    net = _TwoMaps()
+    net.set_train(False)
+    ms.export(net, ms.Tensor(shape=[None, 3, 8, 8], dtype=ms.float32), file_name=str(tmp_path / "two"),
+              file_format="MINDIR")
+    ms.export(net.conv, ms.Tensor(np.zeros((2, 3, 8, 8), np.float32)), file_name=str(tmp_path / "one"),
+              file_format="MINDIR")
+    assert mindir_input_shape(str(tmp_path / "two.mindir")) == (-1, 3, 8, 8)
+    assert mindir_output_shapes(str(tmp_path / "two.mindir")) == [(-1, 3, 8, 8), (-1, 4, 4, 4)]
+    assert mindir_output_shapes(str(tmp_path / "one.mindir")) == [(2, 4, 4, 4)]
 
 
 def test_a_moved_internal_is_reported_with_the_mindspore_version(monkeypatch, tmp_path):

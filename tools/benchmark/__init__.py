@@ -4,6 +4,8 @@ pipeline alone, and optionally the PyTorch twins, printed as a markdown table an
     python benchmark.py --models dla34,dla46_c,dla60,peleenet,multigrain_resnet50 --batch 16 --size 224 \\
         --device_target CPU --repeat 5 --warmup 2 --pipeline synthetic --export mindir,onnx --compare \\
         --json benchmark.json
+    python benchmark.py --models dla34,peleenet --size 224 --export mindir,onnx --serve_batches 1,8,32 \
+        --tasks infer --repeat 5 --warmup 2 --json serving.json      # the serving curve, folded and not
     python benchmark.py --models "" --batch 32 --pipeline synthetic --pipeline_images 512 --workers 1,2 \
         --repeat 5 --warmup 2 --pipeline_rounds 3      # the input pipeline alone (docs/performance.md)
 
@@ -15,7 +17,9 @@ input pipeline and each PyTorch twin in theirs.
   per step (the cell ``Model.train`` builds), softmax cross-entropy, random data;
 * inference: the network in eval mode, GRAPH_MODE;
 * served: the network exported at ``--batch`` (MINDIR run by ``nn.GraphCell(ms.load(...))``,
-  ONNX by onnxruntime with ``--threads`` intra-op threads);
+  ONNX by onnxruntime with ``--threads`` intra-op threads); ``--serve_batches 1,8,32`` adds the
+  serving curve: each format exported at each of those batches, BatchNorm folded and not
+  (``serving``), each file in its own process;
 * pipeline: images/s out of ``common.data.create_dataset`` (the training split and transforms,
   ``--batch``, ``--size``) from an image folder (``DATA_DIR/train/<class>/*``) at each of
   ``--workers`` (default 1,2), CPU seconds per image, and beside it in the same run on the same

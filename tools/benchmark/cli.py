@@ -6,6 +6,7 @@ import tempfile
 
 from tools.benchmark.pipeline import measure_pipeline, run_pipeline, write_synthetic_images
 from tools.benchmark.report import add_pipeline_ratios, add_ratios, markdown
+from tools.benchmark.serving import serve_curve
 from tools.benchmark.timing import load_average
 from tools.benchmark.twins import run_paired, run_torch, torch_available
 from tools.benchmark.workers import EXPORT_SUFFIX, run_model, run_served, run_worker
@@ -38,6 +39,9 @@ def create_parser():
     parser.add_argument("--pipeline_rounds", type=int, default=3,
                         help="pipeline: time every variant this many times, interleaved; ratios are per round")
     parser.add_argument("--export", default="", help="mindir,onnx: also time the exported model served")
+    parser.add_argument("--serve_batches", default="", metavar="1,8,32",
+                        help="with --export: also serve each format at each of these batches, BatchNorm folded and "
+                             "not (the serving curve)")
     parser.add_argument("--compare", action="store_true", help="also time the PyTorch twin if torch and timm import")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --compare: time MindSpore and the twin alternately this many times per model; "
@@ -69,7 +73,8 @@ def worker_main(spec_json):
 def base_spec(args):
     return {"batch": args.batch, "size": args.size, "device_target": args.device_target, "threads": args.threads,
             "repeat": args.repeat, "warmup": args.warmup, "steps": args.steps, "jit_level": args.jit_level,
-            "graph_kernel": args.graph_kernel, "paired": args.paired, "tasks": [t for t in args.tasks.split(",") if t]}
+            "graph_kernel": args.graph_kernel, "paired": args.paired, "tasks": [t for t in args.tasks.split(",") if t],
+            "serve_batches": [int(b) for b in args.serve_batches.split(",") if b.strip()]}
 
 
 def environment(args):
@@ -113,6 +118,7 @@ def measure(args):
                          reference=os.path.join(work, name + "_reference.npy")), args.timeout)
                 os.unlink(path)
             entry.pop("exported", None)
+            serve_curve(entry, dict(spec, model=name), args.timeout, run_worker)
             if args.compare and not torch_reason:
                 print(f"[{name}] PyTorch twin ...", flush=True)
                 entry["torch"] = run_worker(twin_spec, args.timeout)
@@ -146,6 +152,10 @@ def main(argv=None):
             or args.pipeline_rounds < 1:
         parser.error("--repeat, --steps, --rounds, --pipeline_rounds and --batch must be >= 1, "
                      "--warmup and --paired >= 0")
+    if args.serve_batches and not all(b.strip().isdigit() and int(b) >= 1 for b in args.serve_batches.split(",")):
+        parser.error(f"--serve_batches takes batch sizes >= 1, comma-separated, not '{args.serve_batches}'")
+    if args.serve_batches and not args.export:
+        parser.error("--serve_batches times exported files: it needs --export mindir,onnx")
     if not all(w.strip().isdigit() and int(w) >= 1 for w in args.workers.split(",")):
         parser.error(f"--workers takes worker counts >= 1, comma-separated, not '{args.workers}'")
     if args.paired and not args.compare:

@@ -1,6 +1,7 @@
 """Ratios between measurements and the markdown tables printed at the end."""
 import statistics
 
+from tools.benchmark.serving import curve_table
 from tools.benchmark.timing import PAIR_PAUSE_S
 
 
@@ -155,6 +156,7 @@ def markdown(report):
                       "rounds, each MindSpore then the twin back to back"]
     lines += cpu_table(report, formats, compare)
     lines += paired_table(report)
+    lines += curve_table(report, fmt_rate)
     errors = [f"{name} {part}: {res['error']}" for name, entry in report["models"].items()
               for part, res in [("torch", entry.get("torch") or {})] + list((entry.get("served") or {}).items())
               if isinstance(res, dict) and "error" in res]

@@ -74,6 +74,9 @@ def run_model(spec):
     if spec["export"]:
         import numpy as np
         np.save(os.path.join(spec["out_dir"], spec["model"] + "_reference.npy"), reference)
+    if spec["export"] and spec.get("serve_batches"):
+        from tools.benchmark.serving import export_curve
+        result["curve_exported"] = export_curve(spec, net, ms, random_batch, EXPORT_SUFFIX)
     if "train" in tasks:
         result["train"] = summarize(time_repeats(ms_train_step(net, x, y), repeat, warmup, steps), batch)
         result["rss_train_mb"] = peak_rss_mb()
