@@ -44,3 +44,81 @@ def test_a_key_written_twice_names_the_file_the_key_and_both_lines(tmp_path):
     proc = run_script("dla/train.py", "--config_path", path, "--output_dir", tmp_path / "o", check=False, env=QUIET)
     refused(proc, str(path), "'lr' twice", "lines 2 and 5")
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- poisoned weights
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, demo_data):
+    """A config file for one-epoch runs on 16 training / 8 validation digits (2 steps of 8)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    for split, count in (("train", 16), ("val", 8)):
+        lines = (demo_data / f"{split}_list.txt").read_text().splitlines()[:count]
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    config = folder / "tiny.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        model: dla46_c
+        num_classes: 10
+        device_target: CPU
+        mode: PYNATIVE
+        image_size: 32
+        crop_pct: 1.0
+        batch_size: 8
+        num_parallel_workers: 1
+        epoch_size: 1
+        log_interval: 1
+        eval_during_train: False
+        data_path: {demo_data}
+        cls_label_path_train: {folder / 'train.txt'}
+        cls_label_path_val: {folder / 'val.txt'}
+        """))
+    return config
+
+
+POISONED = "level3.tree1.tree1.conv1.weight"  # a mid-network tensor: not the first the file holds
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory):
+    """dla46_c (10 classes) saved with one NaN and one inf in ``POISONED``; also as a --resume file."""
+    import numpy as np
+    import mindspore as ms
+    from common import create_model
+    net = create_model("dla46_c", num_classes=10)
+    param = net.parameters_dict()[POISONED]
+    value = param.asnumpy().copy()
+    value.flat[3], value.flat[7] = np.nan, np.inf
+    param.set_data(ms.Tensor(value))
+    folder = tmp_path_factory.mktemp("poisoned")
+    ms.save_checkpoint(net, str(folder / "nan.ckpt"))
+    ms.save_checkpoint(net, str(folder / "nan_train.ckpt"), append_dict={"epoch_num": 0, "step_num": 0})
+    return folder
+
+
+def _entry(task, argv, capsys):
+    """``dla/<task>.py argv`` in this process: (exit code, stderr)."""
+    from common.cli import main_for
+    from conftest import ROOT
+    with pytest.raises(SystemExit) as stop:
+        main_for(str(ROOT / "dla" / f"{task}.py"))([str(a) for a in argv])
+    return stop.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, extra", [
+    ("eval", ["--ckpt_file", "nan.ckpt"]),
+    ("train", ["--pretrained", "nan.ckpt"]),
+    ("train", ["--resume", "nan_train.ckpt"]),
+    ("export", ["--ckpt_file", "nan.ckpt"]),
+    ("export", ["--ckpt_file", "nan.ckpt", "--export_head", "features"]),  # backbone mode
+    ("predict", ["--ckpt_file", "nan.ckpt"]),
+], ids=["eval", "pretrained", "resume", "export", "backbone", "predict"])
+def test_nan_weights_are_one_line_on_every_path_that_loads_weights(tiny, poisoned, demo_data, tmp_path, capsys,
+                                                                    task, extra):
+    extra = [str(poisoned / e) if e.endswith(".ckpt") else e for e in extra]
+    image = next((demo_data / "val").rglob("*.png"))
+    argv = ["--config_path", tiny, "--output_dir", tmp_path / "out", *extra]
+    argv += ["--predict_path", image] if task == "predict" else []
+    code, err = _entry(task, argv, capsys)
+    assert code == 2, err[-2000:]
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith("error: ") and extra[1] in last and f"tensor {POISONED} holds NaN/inf (2 of" in last, last
+    assert not (tmp_path / "out" / "ckpt").exists() and not (tmp_path / "out" / "config.yaml").exists()
