@@ -12,6 +12,17 @@ from common.runtime import init_device
 
 
 def train(cfg, hooks):
+    """The run holds ``output_dir``'s lock (``common.run_lock``) from before its checks to its end."""
+    from common.device import rank_info
+    from common.outputs import check_output_dir
+    from common.run_lock import output_lock
+    out_dir = os.path.abspath(cfg.output_dir)
+    check_output_dir(out_dir)
+    with output_lock(out_dir, rank_info()[0] if cfg.run_distribute else 0):
+        return _train(cfg, hooks)
+
+
+def _train(cfg, hooks):
     from common.trainer import model_trainer
     setup = setup_training(cfg, hooks)
     trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
@@ -23,7 +34,8 @@ def train(cfg, hooks):
 
 
 def setup_training(cfg, hooks):
-    """Checks, output dir, device, resume point, net, datasets, steps, loss and lr; writes nothing."""
+    """Checks, output dir, device, resume point, net, datasets, steps, loss and lr; writes nothing (but
+    the run's lock, ``train`` holds it)."""
     import mindspore as ms
     from common import global_batch as gb
     from common.loss import create_loss

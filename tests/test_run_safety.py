@@ -122,3 +122,81 @@ def test_nan_weights_are_one_line_on_every_path_that_loads_weights(tiny, poisone
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("error: ") and extra[1] in last and f"tensor {POISONED} holds NaN/inf (2 of" in last, last
     assert not (tmp_path / "out" / "ckpt").exists() and not (tmp_path / "out" / "config.yaml").exists()
+
+
+# --------------------------------------------------------------------------- two runs into one folder
+def _ckpt_state(path):
+    import mindspore as ms
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items()}
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_run_is_intact(tiny, tmp_path):
+    """Run A holds out/.train.lock; run B into the same folder, started while A trains, stops in one line
+    naming A (pid, host, start) and writes nothing; A's checkpoint equals a solo run's, tensor for tensor."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import numpy as np
+    from conftest import ROOT
+    args = ["--config_path", str(tiny), "--deterministic", "True", "--seed", "7"]
+    out = tmp_path / "shared"
+    first = subprocess.Popen([sys.executable, str(ROOT / "dla" / "train.py"), *args, "--output_dir", str(out)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**__import__("os").environ, **QUIET})
+    lock = out / ".train.lock"
+    deadline = time.time() + 120
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), first.communicate()[1][-3000:]
+    second = run_script("dla/train.py", *args, "--output_dir", out, check=False, env=QUIET)
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr[-3000:]
+    refused(second, f"{out} is in use by another training run", f"pid {first.pid} on {socket.gethostname()}",
+            "started ")
+    assert not lock.exists()  # released at the end of A
+    solo = run_script("dla/train.py", *args, "--output_dir", tmp_path / "solo", env=QUIET)
+    assert solo.returncode == 0
+    (got,), (want,) = list((out / "ckpt").glob("*.ckpt")), list((tmp_path / "solo" / "ckpt").glob("*.ckpt"))
+    assert got.name == want.name
+    got, want = _ckpt_state(got), _ckpt_state(want)
+    assert set(got) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_lock_of_a_dead_run_on_this_host_is_taken_over_with_a_warning(tmp_path, caplog):
+    import json
+    import logging
+    import socket
+    from common.run_lock import output_lock
+    lock = tmp_path / ".train.lock"
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "start": "2026-01-01T00:00:00"}))
+    with caplog.at_level(logging.WARNING):
+        with output_lock(str(tmp_path)):
+            assert json.loads(lock.read_text())["pid"] == __import__("os").getpid()
+    assert "is no longer running" in caplog.text and "2026-01-01T00:00:00" in caplog.text
+    assert not lock.exists()
+
+
+def test_a_lock_from_another_host_is_never_taken_over(tiny, tmp_path, capsys):
+    import json
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".train.lock"
+    text = json.dumps({"pid": _dead_pid(), "host": "node-elsewhere", "start": "2026-01-01T00:00:00"})
+    lock.write_text(text)
+    code, err = _entry("train", ["--config_path", tiny, "--output_dir", out], capsys)
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert "on node-elsewhere, started 2026-01-01T00:00:00" in last and f"delete {lock}" in last, last
+    assert lock.read_text() == text and sorted(p.name for p in out.iterdir()) == [".train.lock"]
