@@ -146,7 +146,7 @@ class CheckpointSaver(Callback):
         step = cb.cur_step_num // acc
         within = step % (cb.batch_num // acc)
         if step % self.every_steps == 0 and within:  # at an epoch's end the epoch save runs
-            self._save(cb, cb.cur_epoch_num - 1, within)
+            self.save(cb, cb.cur_epoch_num - 1, within)
 
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
@@ -154,12 +154,13 @@ class CheckpointSaver(Callback):
         on_step = self.every_steps and (cb.cur_step_num // self.accumulation) % self.every_steps == 0
         if self.rank != 0 or (epoch % self.interval and epoch != cb.epoch_num and not on_step):
             return
-        self._save(cb, epoch, 0)
+        self.save(cb, epoch, 0)
         for save in self.extra_saves:
             save(cb, epoch)
 
-    def _save(self, cb, epoch, within):
-        """Save after ``epoch`` whole epochs and ``within`` optimizer steps of the next."""
+    def save(self, cb, epoch, within):
+        """Save after ``epoch`` whole epochs and ``within`` optimizer steps of the next; returns the path
+        (also called on preemption, ``common.preemption``)."""
         bad = _first_non_finite(cb.train_network.get_parameters())
         where = f"epoch {epoch}" if not within else f"epoch {epoch + 1} step {within}"
         if bad:
@@ -171,13 +172,15 @@ class CheckpointSaver(Callback):
         if self.ema is not None:
             counters.update(self.ema.state())
         label, step_label = (epoch, steps) if not within else (epoch + 1, within)
-        save_checkpoint_atomic(cb.train_network, self._path(self.prefix, label, step_label), append_dict=counters)
+        path = self._path(self.prefix, label, step_label)
+        save_checkpoint_atomic(cb.train_network, path, append_dict=counters)
         if self.ema is not None:
             save_checkpoint_atomic(self.ema.as_weights(), self._path("ema", label, step_label),
                                    append_dict={"epoch_num": epoch})
         self._prune(self.prefix)
         if self.ema is not None:
             self._prune("ema")
+        return path
 
     def _path(self, prefix, epoch, steps):
         path = os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")

@@ -56,6 +56,14 @@ def output_lock(out_dir, rank=0):
                 os.rmdir(out_dir)  # only when empty
 
 
+def release_all():
+    """Remove this process's locks (before ``os._exit``, which skips the ``finally`` blocks)."""
+    for path in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        _HELD.discard(path)
+
+
 def _acquire(path, out_dir):
     me = {"pid": os.getpid(), "host": socket.gethostname(),
           "start": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}

@@ -27,7 +27,8 @@ def _train(cfg, hooks):
     setup = setup_training(cfg, hooks)
     trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
     callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
-    fit(cfg, setup, trainer, callbacks)
+    with callbacks[-1].installed():  # SIGTERM: a checkpoint at the next step, exit 143 (common.preemption)
+        fit(cfg, setup, trainer, callbacks)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": setup.ckpt_dir, "rank": setup.rank, "net": setup.net, "ema": ema}
@@ -88,6 +89,7 @@ def training_callbacks(cfg, setup, trainer):
     from common import global_batch as gb
     from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger
     from common.ema import EMA, EMAUpdate
+    from common.preemption import Preemption
     from common.resume import resume_training, set_optimizer_step
 
     net, rank, group_size, accumulation = setup.net, setup.rank, setup.group_size, setup.accumulation
@@ -103,17 +105,19 @@ def training_callbacks(cfg, setup, trainer):
     if group_size > 1 and cfg.eval_during_train:  # before the savers: they save what every rank evaluates
         from common.distributed_eval import average_batchnorm_stats
         callbacks.append(average_batchnorm_stats(net, group_size))
+    run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
+    saver = CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max, rank,
+                            ema=ema, every_steps=cfg.save_checkpoint_steps, run_info=run_info)
     if cfg.save_checkpoint:
-        run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
-        callbacks.append(CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs,
-                                         cfg.keep_checkpoint_max, rank, ema=ema,
-                                         every_steps=cfg.save_checkpoint_steps, run_info=run_info))
+        callbacks.append(saver)
     eval_cb = None
     if cfg.eval_during_train:
         val_ds, reduce_fn = _val_for_training(cfg, rank, group_size)
         eval_cb = EvalCallback(trainer.eval_model, val_ds, net, setup.ckpt_dir, cfg.eval_interval, rank, ema=ema,
                                reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
+    # last: the EMA and the checks have seen the step; it saves even with save_checkpoint False
+    callbacks.append(Preemption(saver, accumulation, rank))
     return callbacks, eval_cb, ema
 
 

@@ -200,3 +200,67 @@ def test_a_lock_from_another_host_is_never_taken_over(tiny, tmp_path, capsys):
     last = err.strip().splitlines()[-1]
     assert "on node-elsewhere, started 2026-01-01T00:00:00" in last and f"delete {lock}" in last, last
     assert lock.read_text() == text and sorted(p.name for p in out.iterdir()) == [".train.lock"]
+
+
+# --------------------------------------------------------------------------- preemption
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_a_checkpoint_whose_resume_ends_like_an_uninterrupted_run(tiny, demo_data, tmp_path):
+    """One epoch of 5 steps; SIGTERM once step 1 is logged: the run saves at a step boundary, prints the
+    checkpoint and the --resume command, exits 143; that very command ends on the uninterrupted run's weights."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import numpy as np
+    from conftest import ROOT
+    lines = (demo_data / "train_list.txt").read_text().splitlines()[:40]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    args = ["dla/train.py", "--config_path", str(tiny), "--deterministic", "True", "--seed", "3",
+            "--cls_label_path_train", str(tmp_path / "train.txt")]
+    run = subprocess.Popen([sys.executable, *args, "--output_dir", str(tmp_path / "cut")], cwd=ROOT, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **QUIET})
+    for line in run.stdout:
+        if line.startswith("epoch: 1 step: 1/5"):
+            run.send_signal(signal.SIGTERM)
+            break
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("SIGTERM: stopped at epoch 1 step "), last
+    saved = last.split(", saved ")[1].split(";")[0]
+    assert os.path.isfile(saved) and "dla46_c-1_5" not in saved  # mid-epoch
+    command = shlex.split(last.split("continue with: ")[1])
+    assert command[0] == "python" and command[-2:] == ["--resume", saved]
+    subprocess.run([sys.executable, *command[1:]], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, **QUIET}, timeout=300)
+    run_script(*args, "--output_dir", tmp_path / "full", env=QUIET)
+    name = "ckpt/dla46_c-1_5.ckpt"
+    want, got = _ckpt_state(tmp_path / "full" / name), _ckpt_state(tmp_path / "cut" / name)
+    assert set(want) == set(got)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+SECOND_SIGNAL = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from common.preemption import Preemption
+with Preemption(saver=None).installed():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    print("first signal noted", flush=True)
+    os.kill(os.getpid(), signal.{sig})
+    time.sleep(30)
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_second_signal_exits_at_once(tmp_path, sig, code):
+    from conftest import ROOT
+    proc = run_script("-c", SECOND_SIGNAL.format(root=str(ROOT), sig=sig), check=False, timeout=60)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert proc.stdout == "first signal noted\n"
+    assert proc.stderr.strip().splitlines()[-1] == f"{sig} again: exiting now, without a checkpoint"
