@@ -21,6 +21,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 
 from mindspore.train import Callback
 
@@ -39,7 +40,11 @@ class Preemption(Callback):
 
     @contextlib.contextmanager
     def installed(self):
-        """The handlers for the ``with`` block (the whole training: both fits of a mid-epoch resume)."""
+        """The handlers for the ``with`` block (the whole training: both fits of a mid-epoch resume); none
+        outside the main thread (where Python cannot set them: a notebook's worker thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         self._previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._first)}
         try:
             yield self

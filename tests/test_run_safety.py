@@ -7,19 +7,11 @@ import textwrap
 import pytest
 
 from conftest import run_script
+from test_errors import refused, tiny  # noqa: F401  (the one-epoch config: dla46_c, 32 px, 16/8 digits, 2 steps)
+
+ONE_EPOCH = ["--log_interval", "1", "--eval_during_train", "False"]  # tiny's evaluates and logs every 5 steps
 
 QUIET = {"GLOG_v": "3"}
-
-
-def refused(proc, *needles, code=2):
-    """Exit ``code``, no traceback, a last line ``error: ...`` naming every needle; returns that line."""
-    assert proc.returncode == code, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
-    assert last.startswith("error: "), last
-    for needle in needles:
-        assert str(needle) in last, (needle, last)
-    return last
 
 
 # --------------------------------------------------------------------------- config files
@@ -47,33 +39,6 @@ def test_a_key_written_twice_names_the_file_the_key_and_both_lines(tmp_path):
 
 
 # --------------------------------------------------------------------------- poisoned weights
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, demo_data):
-    """A config file for one-epoch runs on 16 training / 8 validation digits (2 steps of 8)."""
-    folder = tmp_path_factory.mktemp("tiny")
-    for split, count in (("train", 16), ("val", 8)):
-        lines = (demo_data / f"{split}_list.txt").read_text().splitlines()[:count]
-        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    config = folder / "tiny.yaml"
-    config.write_text(textwrap.dedent(f"""\
-        model: dla46_c
-        num_classes: 10
-        device_target: CPU
-        mode: PYNATIVE
-        image_size: 32
-        crop_pct: 1.0
-        batch_size: 8
-        num_parallel_workers: 1
-        epoch_size: 1
-        log_interval: 1
-        eval_during_train: False
-        data_path: {demo_data}
-        cls_label_path_train: {folder / 'train.txt'}
-        cls_label_path_val: {folder / 'val.txt'}
-        """))
-    return config
-
-
 POISONED = "level3.tree1.tree1.conv1.weight"  # a mid-network tensor: not the first the file holds
 
 
@@ -115,7 +80,7 @@ def test_nan_weights_are_one_line_on_every_path_that_loads_weights(tiny, poisone
                                                                     task, extra):
     extra = [str(poisoned / e) if e.endswith(".ckpt") else e for e in extra]
     image = next((demo_data / "val").rglob("*.png"))
-    argv = ["--config_path", tiny, "--output_dir", tmp_path / "out", *extra]
+    argv = ["--config_path", tiny, *ONE_EPOCH, "--output_dir", tmp_path / "out", *extra]
     argv += ["--predict_path", image] if task == "predict" else []
     code, err = _entry(task, argv, capsys)
     assert code == 2, err[-2000:]
@@ -140,7 +105,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_run_is_intac
     import time
     import numpy as np
     from conftest import ROOT
-    args = ["--config_path", str(tiny), "--deterministic", "True", "--seed", "7"]
+    args = ["--config_path", str(tiny), *ONE_EPOCH, "--deterministic", "True", "--seed", "7"]
     out = tmp_path / "shared"
     first = subprocess.Popen([sys.executable, str(ROOT / "dla" / "train.py"), *args, "--output_dir", str(out)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -195,7 +160,7 @@ def test_a_lock_from_another_host_is_never_taken_over(tiny, tmp_path, capsys):
     lock = out / ".train.lock"
     text = json.dumps({"pid": _dead_pid(), "host": "node-elsewhere", "start": "2026-01-01T00:00:00"})
     lock.write_text(text)
-    code, err = _entry("train", ["--config_path", tiny, "--output_dir", out], capsys)
+    code, err = _entry("train", ["--config_path", tiny, *ONE_EPOCH, "--output_dir", out], capsys)
     assert code == 2
     last = err.strip().splitlines()[-1]
     assert "on node-elsewhere, started 2026-01-01T00:00:00" in last and f"delete {lock}" in last, last
@@ -216,7 +181,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_whose_resume_ends_like_an_uninterr
     from conftest import ROOT
     lines = (demo_data / "train_list.txt").read_text().splitlines()[:24]
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
-    args = ["dla/train.py", "--config_path", str(tiny), "--deterministic", "True", "--seed", "3",
+    args = ["dla/train.py", "--config_path", str(tiny), *ONE_EPOCH, "--deterministic", "True", "--seed", "3",
             "--cls_label_path_train", str(tmp_path / "train.txt")]
     run = subprocess.Popen([sys.executable, *args, "--output_dir", str(tmp_path / "cut")], cwd=ROOT, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **QUIET})
