@@ -10,17 +10,25 @@ from conftest import run_script
 from test_errors import refused, tiny  # noqa: F401  (the one-epoch config: dla46_c, 32 px, 16/8 digits, 2 steps)
 
 ONE_EPOCH = ["--log_interval", "1", "--eval_during_train", "False"]  # tiny's evaluates and logs every 5 steps
-
 QUIET = {"GLOG_v": "3"}
+
+
+def _entry(task, argv, capsys):
+    """``dla/<task>.py argv`` in this process: (exit code, stderr)."""
+    from common.cli import main_for
+    from conftest import ROOT
+    with pytest.raises(SystemExit) as stop:
+        main_for(str(ROOT / "dla" / f"{task}.py"))([str(a) for a in argv])
+    return stop.value.code, capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- config files
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n", "---\n"])
-def test_an_empty_config_file_is_one_line(tmp_path, text):
+def test_an_empty_config_file_is_one_line(tmp_path, capsys, text):
     path = tmp_path / "empty.yaml"
     path.write_text(text)
-    proc = run_script("dla/train.py", "--config_path", path, "--output_dir", tmp_path / "o", check=False, env=QUIET)
-    refused(proc, str(path), "is empty")
+    code, err = _entry("train", ["--config_path", path, "--output_dir", tmp_path / "o"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: config error: {path} is empty"), err
     assert not (tmp_path / "o").exists()
 
 
@@ -57,15 +65,6 @@ def poisoned(tmp_path_factory):
     ms.save_checkpoint(net, str(folder / "nan.ckpt"))
     ms.save_checkpoint(net, str(folder / "nan_train.ckpt"), append_dict={"epoch_num": 0, "step_num": 0})
     return folder
-
-
-def _entry(task, argv, capsys):
-    """``dla/<task>.py argv`` in this process: (exit code, stderr)."""
-    from common.cli import main_for
-    from conftest import ROOT
-    with pytest.raises(SystemExit) as stop:
-        main_for(str(ROOT / "dla" / f"{task}.py"))([str(a) for a in argv])
-    return stop.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("task, extra", [
