@@ -88,6 +88,16 @@ def test_nan_weights_are_one_line_on_every_path_that_loads_weights(tiny, poisone
     assert not (tmp_path / "out" / "ckpt").exists() and not (tmp_path / "out" / "config.yaml").exists()
 
 
+def test_a_foreign_file_of_another_architecture_names_the_file_and_the_model(tiny, fixtures_dir, tmp_path, capsys):
+    """timm's dla46_c weights given to a dla34 eval: the line names the file and dla34 (a .ckpt's refusal
+    already did: tests/test_recipe_train_e2e.py)."""
+    path = fixtures_dir / "timm_dla46_c.safetensors"
+    code, err = _entry("eval", ["--config_path", tiny, "--model", "dla34", "--num_classes", "1000",
+                                "--ckpt_file", path], capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(f"error: {path} does not fit a dla34 model — "), err[-2000:]
+
+
 # --------------------------------------------------------------------------- two runs into one folder
 def _ckpt_state(path):
     import mindspore as ms
