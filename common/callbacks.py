@@ -123,10 +123,11 @@ class CheckpointSaver(Callback):
     Weights that are no longer finite are never saved. Rank 0 only.
 
     ``run_info``: the run's constants recorded with the counters (device_num, batch_size,
-    gradient_accumulation_steps); ``accumulation`` batches make one optimizer step."""
+    gradient_accumulation_steps); ``accumulation`` batches make one optimizer step. With ``ranked`` the
+    ``prefix`` checkpoints are pruned by ``common.ckpt_policy.TopKCheckpoints`` (``take_saved``), not here."""
 
     def __init__(self, directory, prefix, interval=1, keep_max=5, rank=0, extra_saves=(), ema=None,
-                 every_steps=0, run_info=None):
+                 every_steps=0, run_info=None, ranked=False):
         super().__init__()
         self.directory, self.prefix = directory, prefix
         self.interval, self.keep_max, self.rank = max(1, interval), keep_max, rank
@@ -136,6 +137,7 @@ class CheckpointSaver(Callback):
         self.run_info = dict(run_info or {})
         self.accumulation = max(1, int(self.run_info.get("gradient_accumulation_steps", 1)))
         self._saved = {}  # prefix -> files this run saved, oldest first: only these are pruned
+        self.ranked, self._new = ranked, []  # (path, completed epochs, step in epoch) not yet taken
         make_output_dir(directory)
 
     def on_train_step_end(self, run_context):
@@ -174,13 +176,20 @@ class CheckpointSaver(Callback):
         label, step_label = (epoch, steps) if not within else (epoch + 1, within)
         path = self._path(self.prefix, label, step_label)
         save_checkpoint_atomic(cb.train_network, path, append_dict=counters)
+        self._new.append((path, epoch, within))
         if self.ema is not None:
             save_checkpoint_atomic(self.ema.as_weights(), self._path("ema", label, step_label),
                                    append_dict={"epoch_num": epoch})
-        self._prune(self.prefix)
+        if not self.ranked:
+            self._prune(self.prefix)
         if self.ema is not None:
             self._prune("ema")
         return path
+
+    def take_saved(self):
+        """The ``prefix`` checkpoints saved since the last call: [(path, completed epochs, step in epoch)]."""
+        new, self._new = self._new, []
+        return new
 
     def _path(self, prefix, epoch, steps):
         path = os.path.join(self.directory, f"{prefix}-{epoch}_{steps}.ckpt")

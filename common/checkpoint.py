@@ -41,6 +41,11 @@ _TRAINING_STATE_PREFIXES = ("moments.", "accum.", "adam_m.", "adam_v.", "global_
                             "accumulated_grads.", "accumulation_count", *TRAINING_COUNTERS)
 
 
+def is_training_state(name):
+    """A checkpoint entry that is no network weight: optimizer state, counters, EMA, best.ckpt's metric."""
+    return name.startswith(_TRAINING_STATE_PREFIXES) or name == "top_1_accuracy"
+
+
 def classifier_param_names(net):
     """Full names of the classifier's parameters (empty when the net has no ``get_classifier``)."""
     head = net.get_classifier() if hasattr(net, "get_classifier") else None

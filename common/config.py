@@ -92,6 +92,9 @@ DEFAULTS = {
     "amp_level": ("O0", "mixed precision: O0 (fp32) | O2 (fp16, BatchNorm and loss fp32) | O3 (all fp16)"),
     "loss_scale": (1.0, "loss scale (fixed) or the initial one (dynamic)"),
     "loss_scale_mode": ("fixed", "fixed | dynamic"),
+    "clip_grad": ("none", "gradient clipping before each optimizer step: none | norm (global L2 norm, timm/MindCV) "
+                          "| value (element-wise clamp); docs/checkpoints.md"),
+    "clip_value": (15.0, "clip_grad's bound: the largest global norm (norm), the largest |gradient| (value)"),
     "drop_rate": (0.0, "dropout before the classifier"),
     "ema_decay": (0.0, "EMA of the weights, e.g. 0.9998; 0 = off; evaluated, saved as ema_best.ckpt / ema-E_S.ckpt"),
     # checkpoints and evaluation
@@ -101,7 +104,9 @@ DEFAULTS = {
     "save_checkpoint": (True, "save checkpoints"),
     "save_checkpoint_epochs": (1, "save every N epochs"),
     "save_checkpoint_steps": (0, "also save every N optimizer steps (mid-epoch; --resume continues there); 0 = off"),
-    "keep_checkpoint_max": (5, "keep the newest N periodic checkpoints"),
+    "keep_checkpoint_max": (5, "keep N periodic checkpoints: the newest (latest_k) or the best by eval top-1 (top_k)"),
+    "ckpt_save_policy": ("latest_k", "latest_k | top_k: which keep_checkpoint_max periodic checkpoints are kept "
+                                     "(top_k ranks them in ckpt/checkpoints_index.json; docs/checkpoints.md)"),
     "eval_during_train": (True, "evaluate on the val split during training, keep best.ckpt"),
     "eval_interval": (1, "evaluate every N epochs"),
     "log_interval": (10, "print a progress line every N steps"),
@@ -162,10 +167,13 @@ RANGES = {
     "epoch_size": "[1, inf)",
     "label_smooth_factor": "[0, 1)",
     "loss_scale": "[1, inf)",
+    "clip_grad": ("none", "norm", "value"),
+    "clip_value": "(0, inf)",
     "drop_rate": "[0, 1)",
     "ema_decay": "[0, 1)",
     "save_checkpoint_epochs": "[1, inf)",
     "keep_checkpoint_max": "[0, inf)",  # 0 keeps every checkpoint
+    "ckpt_save_policy": ("latest_k", "top_k"),
     "save_checkpoint_steps": "[0, inf)",  # 0: per epoch only
     "eval_interval": "[1, inf)",
     "log_interval": "[1, inf)",

@@ -52,6 +52,9 @@ def setup_training(cfg, hooks):
     if cfg.ema_decay and cfg.dataset_sink_mode and cfg.device_target != "CPU":
         raise ConfigError("config error: ema_decay updates the average after every step; dataset_sink_mode "
                           "True runs a whole epoch per callback: use --dataset_sink_mode False with EMA")
+    if cfg.ckpt_save_policy == "top_k" and cfg.save_checkpoint and not cfg.eval_during_train:
+        raise ConfigError("config error: ckpt_save_policy top_k keeps the checkpoints with the best eval top-1: "
+                          "it needs --eval_during_train True (or use latest_k)")
     out_dir = os.path.abspath(cfg.output_dir)
     check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
     rank, group_size = init_device(cfg)
@@ -106,8 +109,10 @@ def training_callbacks(cfg, setup, trainer):
         from common.distributed_eval import average_batchnorm_stats
         callbacks.append(average_batchnorm_stats(net, group_size))
     run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
+    # made also with save_checkpoint False: a preemption (SIGTERM) saves through it
     saver = CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max, rank,
-                            ema=ema, every_steps=cfg.save_checkpoint_steps, run_info=run_info)
+                            ema=ema, every_steps=cfg.save_checkpoint_steps, run_info=run_info,
+                            ranked=cfg.ckpt_save_policy == "top_k")
     if cfg.save_checkpoint:
         callbacks.append(saver)
     eval_cb = None
@@ -116,6 +121,10 @@ def training_callbacks(cfg, setup, trainer):
         eval_cb = EvalCallback(trainer.eval_model, val_ds, net, setup.ckpt_dir, cfg.eval_interval, rank, ema=ema,
                                reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
+    if cfg.save_checkpoint and saver.ranked and rank == 0:  # after the saver and eval: it ranks what they did
+        from common.ckpt_policy import TopKCheckpoints
+        resumed_at = (setup.point.epoch, setup.point.within) if cfg.resume else None
+        callbacks.append(TopKCheckpoints(saver, eval_cb, cfg.keep_checkpoint_max, resumed_at))
     # last: the EMA and the checks have seen the step; it saves even with save_checkpoint False
     callbacks.append(Preemption(saver, accumulation, rank))
     return callbacks, eval_cb, ema

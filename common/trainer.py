@@ -55,6 +55,7 @@ def model_trainer(cfg, setup):
     """The shared trainer: the configured optimizer, loss scale and amp in a mindspore ``Model``."""
     from mindspore import nn
     from mindspore.train import Model
+    from common.grad_clip import clipped
     from common.optim import create_optimizer
 
     hooks, net = setup.hooks, setup.net
@@ -70,9 +71,15 @@ def model_trainer(cfg, setup):
     else:
         model = Model(net, loss_fn=loss, **model_kwargs)
 
-    if setup.accumulation > 1:  # the optimizer runs every `accumulation` batches (common/accumulation.py)
+    # what the train cell calls with the all-reduced gradients: with accumulation, a buffer whose mean
+    # goes on every `accumulation` batches (common/accumulation.py) to the clip (common/grad_clip.py)
+    # and then to the optimizer: one clip per optimizer step
+    step = clipped(optimizer, cfg)
+    if setup.accumulation > 1:
         from common.accumulation import GradientAccumulation
-        model.train_network.optimizer = GradientAccumulation(optimizer, setup.accumulation)
+        step = GradientAccumulation(step, setup.accumulation)
+    if step is not optimizer:
+        model.train_network.optimizer = step
 
     def fit_model(epochs, dataset, callbacks, initial_epoch, dataset_sink_mode):
         model.train(epochs, dataset, callbacks=callbacks, dataset_sink_mode=dataset_sink_mode,

@@ -110,6 +110,7 @@ def test_a_loop_trainer_resumes_bit_identically_with_the_shared_checkpoints(conf
 @pytest.mark.parametrize("extra, needle", [
     (["--gradient_accumulation_steps", "2"], "THOR does not accumulate gradients"),
     (["--dataset_sink_mode", "True"], "use --dataset_sink_mode False"),
+    (["--clip_grad", "norm"], "THOR does not clip gradients"),
 ])
 def test_thor_refuses_what_it_cannot_do_in_one_line(repo_root, tmp_path, capsys, extra, needle):
     """Through the shared entry (hooks found by cfg.model), before any data check: data_path does not exist."""

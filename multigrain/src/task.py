@@ -50,6 +50,8 @@ def _check_thor(cfg):
     if int(cfg.gradient_accumulation_steps) > 1:
         raise ConfigError("config error: THOR does not accumulate gradients (its statistics are per step); "
                           "use --gradient_accumulation_steps 1")
+    if cfg.clip_grad != "none":
+        raise ConfigError(f"config error: THOR does not clip gradients (clip_grad {cfg.clip_grad}); use --clip_grad none")
     if cfg.dataset_sink_mode:
         raise ConfigError("config error: THOR trains in a Python loop (ModelThor fails in MindSpore 2.10); "
                           "use --dataset_sink_mode False")
