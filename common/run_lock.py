@@ -130,7 +130,8 @@ def _take_over(path, holder):
 
 def _refusal(out_dir, path, holder, me):
     if not holder:
-        return f"{out_dir} is in use by another training run ({path} exists): if no run uses it, delete {path}; else pass another --output_dir"
+        return (f"{out_dir} is in use by another training run ({path} exists): if no run uses it, delete {path}; "
+                f"else pass another --output_dir")
     who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('start')}"
     if holder.get("host") != me["host"]:
         return (f"{out_dir} is in use by another training run ({who}); a lock from another host is never taken "
