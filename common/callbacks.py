@@ -273,3 +273,29 @@ class EvalCallback(Callback):
             metrics = ", ".join(f"{k}: {v:.4f}" for k, v in result.items())
             self.print(f"epoch: {epoch} eval{track.label}: {metrics}, best {self.metric}: {track.best:.4f} "
                        f"(epoch {track.best_epoch})", flush=True)
+
+
+class EvalProgress(Callback):
+    """``eval: [ 10/391] top-1: 0.7812, 512.3 images/s`` every ``log_interval`` batches of ``Model.eval`` (and
+    after the last): the running top-1 of the batches so far, from the eval network's (loss, logits, label)."""
+
+    def __init__(self, log_interval=10, rank=0, print_fn=print):
+        super().__init__()
+        self.log_interval, self.rank, self.print = max(1, int(log_interval)), rank, print_fn
+
+    def on_eval_begin(self, run_context):
+        self._start, self._seen, self._correct, self._done = time.time(), 0, 0, 0
+
+    def on_eval_step_end(self, run_context):
+        cb = run_context.original_args()
+        logits, label = (out.asnumpy() for out in cb.net_outputs[1:3])
+        label = label.argmax(-1) if label.ndim == logits.ndim else label  # one-hot (mixed) or class ids
+        self._correct += int((logits.argmax(-1) == label.reshape(-1)).sum())
+        self._seen += logits.shape[0]
+        self._done += 1
+        total = cb.batch_num
+        if self.rank == 0 and (self._done % self.log_interval == 0 or self._done == total):
+            width = len(str(total))
+            rate = self._seen / max(time.time() - self._start, 1e-9)
+            self.print(f"eval: [{self._done:>{width}}/{total}] top-1: {self._correct / self._seen:.4f}, "
+                       f"{rate:.1f} images/s", flush=True)

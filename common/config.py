@@ -109,7 +109,8 @@ DEFAULTS = {
                                      "(top_k ranks them in ckpt/checkpoints_index.json; docs/checkpoints.md)"),
     "eval_during_train": (True, "evaluate on the val split during training, keep best.ckpt"),
     "eval_interval": (1, "evaluate every N epochs"),
-    "log_interval": (10, "print a progress line every N steps"),
+    "log_interval": (10, "print a progress line every N steps (eval: every N batches)"),
+    "tensorboard": (False, "also write TensorBoard events under output_dir/tensorboard/ (needs tensorboard)"),
     "dataset_sink_mode": (False, "sink the dataset into the graph (GPU/Ascend)"),
     # eval / export / predict
     "ckpt_file": ("", "checkpoint to evaluate / export / predict with"),
@@ -123,6 +124,8 @@ DEFAULTS = {
     "predict_path": ("", "predict: image file, several comma-separated, or a folder"),
     "backend": ("mindspore", "predict/eval: mindspore (ckpt or MINDIR) | onnxruntime (ONNX); .onnx implies it"),
     "topk": (5, "top-k for predict"),
+    "results_file": ("", "predict: per-image top-k to OUT.csv | OUT.jsonl | OUT.json, written as batches "
+                         "finish; eval: its result dict as JSON (Paddle: save_json_path)"),
 }
 
 # Valid values of the keys above, checked at parse time: a value outside stops with one line naming

@@ -38,7 +38,9 @@ _logger = logging.getLogger(__name__)
 ALIASES = {"classes_num": "num_classes", "epochs": "epoch_size", "ls_epsilon": "label_smooth_factor",
            "pretrained_model": "pretrained", "checkpoints": "resume", "save_interval": "save_checkpoint_epochs",
            "valid_interval": "eval_interval", "validate": "eval_during_train", "model_save_dir": "output_dir",
-           "image_shape": "image_size", "use_mix": "mixup"}
+           "image_shape": "image_size", "use_mix": "mixup",
+           # PaddleClas eval/infer: --save_json_path (metrics / per-image top-k), --class_map_path (names)
+           "save_json_path": "results_file", "class_map_path": "label_file"}
 PADDLE_MIXUP_ALPHA = 0.2  # PaddleClas's MixupOperator alpha in its ImageNet configs
 
 

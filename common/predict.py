@@ -4,38 +4,8 @@ import os
 
 import numpy as np
 
-from common.data import class_names, read_rgb
-from common.data.samples import IMG_EXTENSIONS
+from common.data import class_names
 from common.errors import DatasetError, UserError, WeightsError
-
-
-def image_paths(spec):
-    """Files from ``spec``: one image, comma-separated images, or a folder (recursively, sorted)."""
-    paths = []
-    for item in [s for s in spec.split(",") if s]:
-        if os.path.isdir(item):
-            paths += sorted(os.path.join(d, f) for d, _, fs in os.walk(item) for f in fs
-                            if f.lower().endswith(IMG_EXTENSIONS))
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise DatasetError(f"no such image or folder: {item}")
-    if not paths:
-        raise DatasetError(f"no images found in {spec!r}")
-    return paths
-
-
-def preprocess(cfg, paths):
-    """The eval transforms (same as eval.py) applied eagerly: an NCHW float32 batch."""
-    from common.data.transforms import create_transforms
-    ops = create_transforms(cfg, is_training=False)
-    images = []
-    for path in paths:
-        image = read_rgb(path)
-        for op in ops:
-            image = op(image)
-        images.append(image)
-    return np.stack(images).astype(np.float32)
 
 
 def _to_numpy(out):
@@ -143,18 +113,57 @@ def topk_results(logits, paths, names, k=5):
     return results
 
 
+def predicted(cfg, predictor, paths):
+    """(positions, outputs, skipped positions) per batch of ``paths`` through the eval pipeline; a last
+    ``([], None, skipped)`` for unreadable files at the end. Positions index ``paths``."""
+    from common.predict_inputs import predict_batches
+    done = 0
+    size = predictor.fixed_batch or cfg.eval_batch_size or cfg.batch_size  # an export's own batch: no padding
+    for images, positions in predict_batches(cfg, paths, size):
+        positions = positions.tolist()
+        kept = set(positions)
+        yield positions, predictor(images), [i for i in range(done, positions[-1]) if i not in kept]
+        done = positions[-1] + 1
+    yield [], None, list(range(done, len(paths)))
+
+
+def skipped_row(path):
+    """The results row of an image that could not be read (the reader's warning, or C++ Decode's refusal)."""
+    from common.data.dataset import SkipReport
+    return {"file_name": path, "error": SkipReport.reason(path) or f"unreadable image {path}: Decode refused it"}
+
+
+def in_order(rows, skipped, paths):
+    """``rows`` ({position: row}) and the skipped images' rows, in image order."""
+    rows.update({i: skipped_row(paths[i]) for i in skipped})
+    return [rows[i] for i in sorted(rows)]
+
+
+def check_some_read(sink, paths):
+    if sink.failed == len(paths):
+        raise DatasetError(f"none of the {len(paths)} images could be read (first: {paths[0]})")
+
+
 def predict(cfg, hooks=None):
+    """Top-k classes of ``predict_path``'s images, batch by batch, to the console or ``results_file``."""
+    from common.predict_inputs import image_paths
+    from common.predict_results import ResultSink
     from common.runtime import build_net, init_device, single_device
-    if not cfg.predict_path:
-        raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
+    paths = image_paths(cfg.predict_path, cfg.data_path)
+    sink = ResultSink(cfg.results_file, len(paths), cfg.topk)  # a bad name stops here, before the model loads
     init_device(single_device(cfg))
-    paths = image_paths(cfg.predict_path)
     predictor = Predictor(cfg, build_net)
-    batch = preprocess(cfg, paths)
-    logits = predictor(batch)
-    results = topk_results(logits, paths, class_names(cfg), cfg.topk)
-    for result in results:
-        print(result, flush=True)
+    names = class_names(cfg)
+    results = []
+    for positions, logits, skipped in predicted(cfg, predictor, paths):
+        rows = dict(zip(positions, topk_results(logits, [paths[i] for i in positions], names, cfg.topk))
+                    if positions else {})
+        rows = in_order(rows, skipped, paths)
+        sink.add(rows)
+        if not cfg.results_file:
+            results += rows  # the console's few; a results file's many are not held
+    sink.close()
+    check_some_read(sink, paths)
     return results
 
 

@@ -23,12 +23,14 @@ def train(cfg, hooks):
 
 
 def _train(cfg, hooks):
+    from common.run_record import tee_output
     from common.trainer import model_trainer
     setup = setup_training(cfg, hooks)
-    trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
-    callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
-    with callbacks[-1].installed():  # SIGTERM: a checkpoint at the next step, exit 143 (common.preemption)
-        fit(cfg, setup, trainer, callbacks)
+    with tee_output(setup.out_dir, setup.rank, setup.group_size) as log:  # train.log: every line from here on
+        trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
+        callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
+        with callbacks[-1].installed():  # SIGTERM: a checkpoint at the next step, exit 143 (common.preemption)
+            fit(cfg, setup, trainer, callbacks, log)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": setup.ckpt_dir, "rank": setup.rank, "net": setup.net, "ema": ema}
@@ -42,6 +44,7 @@ def setup_training(cfg, hooks):
     from common.loss import create_loss
     from common.lr import create_lr_schedule
     from common.outputs import check_new_training_run
+    from common.run_record import check_tensorboard
     from common.runtime import build_net
     from common.trainer import TrainSetup
 
@@ -52,6 +55,7 @@ def setup_training(cfg, hooks):
     if cfg.ema_decay and cfg.dataset_sink_mode and cfg.device_target != "CPU":
         raise ConfigError("config error: ema_decay updates the average after every step; dataset_sink_mode "
                           "True runs a whole epoch per callback: use --dataset_sink_mode False with EMA")
+    check_tensorboard(cfg)
     if cfg.ckpt_save_policy == "top_k" and cfg.save_checkpoint and not cfg.eval_during_train:
         raise ConfigError("config error: ckpt_save_policy top_k keeps the checkpoints with the best eval top-1: "
                           "it needs --eval_during_train True (or use latest_k)")
@@ -94,6 +98,7 @@ def training_callbacks(cfg, setup, trainer):
     from common.ema import EMA, EMAUpdate
     from common.preemption import Preemption
     from common.resume import resume_training, set_optimizer_step
+    from common.run_record import RunRecord
 
     net, rank, group_size, accumulation = setup.net, setup.rank, setup.group_size, setup.accumulation
     ema = EMA(net, cfg.ema_decay) if cfg.ema_decay else None
@@ -125,13 +130,18 @@ def training_callbacks(cfg, setup, trainer):
         from common.ckpt_policy import TopKCheckpoints
         resumed_at = (setup.point.epoch, setup.point.within) if cfg.resume else None
         callbacks.append(TopKCheckpoints(saver, eval_cb, cfg.keep_checkpoint_max, resumed_at))
+    # after eval: a summary row holds that epoch's top-1
+    callbacks.append(RunRecord(setup.out_dir, trainer.lr, gb.global_batch(cfg, group_size), setup.point.epoch,
+                               eval_cb, ema is not None, accumulation, cfg.log_interval, cfg.tensorboard, rank,
+                               setup.point.epoch * setup.steps + setup.point.within if cfg.resume else 0))
     # last: the EMA and the checks have seen the step; it saves even with save_checkpoint False
     callbacks.append(Preemption(saver, accumulation, rank))
     return callbacks, eval_cb, ema
 
 
-def fit(cfg, setup, trainer, callbacks):
-    """Write config.yaml (everything is checked by now), print the start line and train."""
+def fit(cfg, setup, trainer, callbacks, log=None):
+    """Write config.yaml (everything is checked by now) and start ``log`` (common.run_record.RunLog), print the
+    start line and train."""
     from common import global_batch as gb
     from common.callbacks import RunCounters
     from common.config import save_args
@@ -139,6 +149,8 @@ def fit(cfg, setup, trainer, callbacks):
     rank, group_size, point = setup.rank, setup.group_size, setup.point
     initial_epoch = point.epoch
     save_args(cfg, os.path.join(setup.out_dir, "config.yaml"), rank)  # only now: config, data and weights are checked
+    if log is not None:
+        log.open()
     if rank == 0:
         start = f"epochs {initial_epoch + 1}..{cfg.epoch_size}" + (
             f" (epoch {initial_epoch + 1} from step {point.within + 1})" if point.within else "")

@@ -10,6 +10,7 @@ line ``error: …`` on stderr, exit status 2 (common.command).
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common  # noqa: E402,F401  (CPU fast path before MindSpore runs)
@@ -38,9 +39,12 @@ def convert(argv=None):
     # load_weights' steps, the fitted tensors saved instead of loaded (no value the file lacks is added);
     # a WeightsError / unknown --arch (ValueError) is one line (run_command)
     model_entrypoint(args.arch)
+    progress = _Progress()
     found = read_weights(args.src)
+    progress(f"read {len(found.tensors)} tensors of {args.src}")
     net = create_model(args.arch, num_classes=args.num_classes or _source_classes(found.tensors, args.arch))
     weights = match_weights(net, to_net_names(found.tensors, net, found.fmt), found.path, args.arch).weights
+    progress(f"matched {len(weights)} tensors to {args.arch}; writing {args.out}")
     folder = os.path.dirname(os.path.abspath(args.out))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -52,6 +56,20 @@ def convert(argv=None):
     print(f"converted {found.fmt} {args.src} -> {args.out}: {args.arch}, {len(weights)} tensors, "
           f"{net.num_classes if hasattr(net, 'num_classes') else '?'} classes (head {', '.join(head)})")
     return 0
+
+
+class _Progress:
+    """Prints how far the conversion is once it has taken more than ``after_s`` seconds (a large file):
+    on stdout, so an error stays the one line on stderr."""
+    after_s = 3.0
+
+    def __init__(self):
+        self.start = time.time()
+
+    def __call__(self, done):
+        elapsed = time.time() - self.start
+        if elapsed > self.after_s:
+            print(f"convert: {done} ({elapsed:.0f} s)", flush=True)
 
 
 def _source_classes(state, arch):

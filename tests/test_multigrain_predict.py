@@ -90,3 +90,43 @@ def test_retrieval_eval_of_an_export_is_refused_in_one_line(demo_data, tmp_path)
     lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("[WARNING]")]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "--retrieval needs a checkpoint (.ckpt)" in lines[0]
+
+
+def test_streamed_embeddings_of_twice_the_images_with_an_unreadable_one(demo_data, setup, tmp_path):
+    """2x the reference images in batches of 4 with a junk file among them: the .npy (header rewritten for the
+    rows written) holds the readable images' embeddings in the names file's order, the first 6 the references."""
+    extra = [str(p) for p in sorted((demo_data / "val" / "5").glob("*.png"))[:N_IMAGES]]
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG not really")
+    images = setup["images"] + [str(junk)] + extra
+    (tmp_path / "twelve.txt").write_text("".join(f"{p}\n" for p in images))
+    out = tmp_path / "emb.npy"
+    proc = run_script("multigrain/predict.py", *common_args(demo_data), "--ckpt_file", setup["ckpt"],
+                      "--predict_path", tmp_path / "twelve.txt", "--batch_size", "4", "--embeddings", out,
+                      "--results_file", tmp_path / "classes.jsonl")
+    embeddings, names = read_embeddings(out)
+    assert names == setup["images"] + extra and embeddings.shape == (2 * N_IMAGES, 2048)
+    np.testing.assert_allclose(embeddings[:N_IMAGES], setup["reference"], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    assert f"embeddings: {2 * N_IMAGES}x2048 to {out}" in proc.stdout
+    rows = (tmp_path / "classes.jsonl").read_text().splitlines()
+    assert len(rows) == 2 * N_IMAGES + 1 and '"error": "unreadable image' in rows[N_IMAGES]
+
+
+def test_retrieval_eval_takes_the_gallery_from_predicts_embeddings(demo_data, setup):
+    """The same metrics whether the gallery is embedded by the eval or read (memory-mapped) from predict's file."""
+    from common import create_model
+    from common.config import parse_args
+    from multigrain.src.task import HOOKS, retrieval_eval
+    tmp = setup["tmp"]
+    run_script("multigrain/predict.py", *common_args(demo_data), "--ckpt_file", setup["ckpt"],
+               "--predict_path", tmp / "six.txt", "--embeddings", tmp / "gallery.npy")
+    argv = [*map(str, common_args(demo_data)), "--query_list", str(tmp / "six.txt"),
+            "--gallery_list", str(tmp / "six.txt")]
+    config = str(ROOT / "config" / "multigrain_demo_config.yaml")
+    net = create_model("multigrain_resnet50", num_classes=10, checkpoint_path=str(setup["ckpt"]))
+    net.set_train(False)
+    HOOKS.prepare_eval_net(parse_args(argv, config), net)
+    embedded = retrieval_eval(parse_args(argv, config), net)
+    read = retrieval_eval(parse_args(argv + ["--gallery_embeddings", str(tmp / "gallery.npy")], config), net)
+    assert read == pytest.approx(embedded, abs=1e-6)

@@ -47,3 +47,19 @@ def test_scale_invariance_chunking_and_errors():
         retrieval_metrics(query, q_labels[:3], gallery, g_labels)
     with pytest.raises(ValueError, match="no query"):
         retrieval_metrics(query, np.full(7, 9), gallery, g_labels)
+
+
+def test_a_memory_mapped_gallery_read_in_blocks_ranks_as_a_whole_one(tmp_path, monkeypatch):
+    """A gallery from predict --embeddings (a .npy opened memory-mapped) is normalised block by block, and the
+    query chunk shrinks with the gallery: the same metrics as the gallery held whole."""
+    import multigrain.src.retrieval as retrieval
+    rng = np.random.RandomState(1)
+    query, gallery = rng.randn(9, 5), rng.randn(23, 5).astype(np.float32)
+    q_labels, g_labels = rng.randint(0, 4, 9), rng.randint(0, 4, 23)
+    g_labels[:4] = [0, 1, 2, 3]
+    whole = retrieval_metrics(query, q_labels, gallery, g_labels)
+    np.save(tmp_path / "g.npy", gallery)
+    monkeypatch.setattr(retrieval, "_GALLERY_BLOCK", 4)     # 6 blocks, the last one short
+    monkeypatch.setattr(retrieval, "_SIMILARITIES", 23 * 2)  # query chunks of 2
+    mapped = np.load(tmp_path / "g.npy", mmap_mode="r")
+    assert retrieval_metrics(query, q_labels, mapped, g_labels) == pytest.approx(whole, abs=1e-12)

@@ -46,19 +46,25 @@ _MAX_REPORTED = 100
 class SkipReport:
     """Reports each unreadable file once per process, by path (one log line)."""
     _lock = threading.Lock()
-    _seen = set()
+    _seen = {}  # path -> the error's one line (predict writes it into the file's warning row)
 
     @classmethod
     def report(cls, err, path):
         with cls._lock:
             if path in cls._seen:
                 return
-            cls._seen.add(path)
+            cls._seen[path] = str(err)
             count = len(cls._seen)
         if count <= _MAX_REPORTED:
             _logger.warning("skipping %s", err)
         if count == _MAX_REPORTED:
             _logger.warning("%d unreadable images skipped; further ones are skipped without a line each", count)
+
+    @classmethod
+    def reason(cls, path):
+        """Why ``path`` was skipped (None: not reported, e.g. refused by C++ Decode)."""
+        with cls._lock:
+            return cls._seen.get(path)
 
 
 class ImageSource:
@@ -198,18 +204,20 @@ def _batches(rows, batch, drop_remainder):
 
 
 def create_dataset(cfg, split, rank=0, group_size=1, sampler=None, batch_size=None, shuffle=None,
-                   start_epoch=0, skip_samples=0):
+                   start_epoch=0, skip_samples=0, samples=None):
     """Batched (image, label) dataset for ``split``; training shards by rank, shuffles and mixes
     (mixup/cutmix: labels become (N, num_classes) soft labels).
 
     ``sampler`` (e.g. MultiGrain's repeated-augmentation sampler) replaces shuffle/sharding.
     ``start_epoch``: the first epoch this pipeline serves (resume; used by the deterministic order).
     ``skip_samples``: samples of each epoch left out: with them the dataset serves the rest of the
-    epoch a mid-epoch checkpoint was saved in (used for that one epoch)."""
+    epoch a mid-epoch checkpoint was saved in (used for that one epoch).
+    ``samples``: (path, label) pairs instead of the split's (predict: label = the file's position)."""
     is_training = split == "train"
-    samples = dataset_samples(cfg, split)
     list_key = "cls_label_path_train" if is_training else "cls_label_path_val"
-    if cfg[list_key]:
+    given = samples is not None
+    samples = samples if given else dataset_samples(cfg, split)
+    if cfg[list_key] and not given:
         check_list_entries(samples, cfg[list_key])
     shuffle = is_training if shuffle is None else shuffle
     workers = max(1, int(cfg.num_parallel_workers))

@@ -219,6 +219,11 @@ def read_regular(path):
         return f.read(), info
 
 
+def _reason(err):
+    # PIL names its in-memory buffer ("cannot identify image file <_io.BytesIO object at 0x...>")
+    return "not an image file PIL can identify" if isinstance(err, Image.UnidentifiedImageError) else err
+
+
 def read_encoded(path, passed=None):
     """(bytes, stamp): the file's bytes (uint8 array) if C++ Decode can take them safely, else the
     image decoded here and re-encoded as BMP; ``DatasetError`` naming the path if unreadable.
@@ -246,7 +251,7 @@ def read_encoded(path, passed=None):
             Image.fromarray(decode_with_pil(data)).save(out, "BMP")
             return np.frombuffer(out.getvalue(), np.uint8), None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, struct.error) as err:
-        raise DatasetError(f"unreadable image {path}: {err}") from None
+        raise DatasetError(f"unreadable image {path}: {_reason(err)}") from None
 
 
 def read_rgb(path):

@@ -34,5 +34,7 @@ CONFIG_KEYS = {
     "query_list": ("query_list.txt", "retrieval queries (list file, relative to data_path)"),
     "gallery_list": ("gallery_list.txt", "retrieval gallery (list file, relative to data_path)"),
     "embeddings": ("", "predict: write the images' L2-normalised GeM embeddings to this .npy "
-                       "(N x 2048 float32; file names, one a line, in the same-named .txt)"),
+                       "(N x 2048 float32; file names, one a line, in the same-named .txt), batch by batch"),
+    "gallery_embeddings": ("", "retrieval eval: the gallery's embeddings from predict --embeddings (.npy, read "
+                               "memory-mapped) instead of embedding gallery_list's images again"),
 }

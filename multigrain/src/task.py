@@ -125,12 +125,18 @@ def extract(net, dataset):
 
 def retrieval_eval(cfg, net):
     """mAP and recall@1/5 of ``query_list`` against ``gallery_list`` (same label = relevant), with the
-    GeM p that ``prepare_eval_net`` set for this evaluation."""
+    GeM p that ``prepare_eval_net`` set for this evaluation; the gallery from ``gallery_embeddings`` when
+    given (predict's --embeddings of the gallery list's images, made with the same GeM p)."""
     from common.data import create_dataset
     from multigrain.src.retrieval import retrieval_metrics
+    from common.data import dataset_samples
+    from multigrain.src.embeddings import load_gallery
     splits = {}
     for name in ("query", "gallery"):
         split_cfg = Config(cfg, cls_label_path_val=cfg[f"{name}_list"], labels_are_classes=False)
+        if name == "gallery" and cfg.gallery_embeddings:  # embedded by predict, maybe larger than memory
+            splits[name] = load_gallery(cfg.gallery_embeddings, dataset_samples(split_cfg, "val"))
+            continue
         _, embeddings, labels = extract(net, create_dataset(split_cfg, "val"))
         splits[name] = (embeddings, labels)
     result = retrieval_metrics(*splits["query"], *splits["gallery"], ks=(1, 5))
@@ -146,49 +152,68 @@ def after_eval(cfg, net, result):
 
 def predict(cfg, hooks):
     """predict.py: top-k classes like every family; ``--embeddings OUT.npy`` also writes the images'
-    normalised GeM embeddings (the retrieval eval's, same GeM p) with their names in OUT.txt.
-    From a checkpoint (one forward pass gives both) or an export: a classifier export gives classes,
-    an ``--export_head embedding`` export gives embeddings (told apart by the output width)."""
+    normalised GeM embeddings (the retrieval eval's, same GeM p) with their names in OUT.txt, batch by
+    batch (``multigrain.src.embeddings``). From a checkpoint (one forward pass gives both) or an export:
+    a classifier export gives classes, an ``--export_head embedding`` export gives embeddings (told apart
+    by the output width)."""
     from common.data import class_names
-    from common.errors import DatasetError, UserError
     from common.runtime import build_net, init_device, single_device
-    from common.predict import Predictor, image_paths, is_exported, preprocess, topk_results
+    from common.predict import Predictor, check_some_read, in_order, is_exported, predicted, topk_results
+    from common.predict_inputs import image_paths
+    from common.predict_results import ResultSink
+    from multigrain.src.embeddings import EmbeddingWriter, names_path
     from multigrain.src.multigrain import MultiGrainOutputs
 
-    if not cfg.predict_path:
-        raise DatasetError("nothing to predict: pass --predict_path IMAGE[,IMAGE...] or a folder")
+    paths = image_paths(cfg.predict_path, cfg.data_path)
     out_path = _embeddings_path(cfg.embeddings) if cfg.embeddings else ""
+    sink = ResultSink(cfg.results_file, len(paths), cfg.topk)
     init_device(single_device(cfg))
-    paths = image_paths(cfg.predict_path)
 
     def outputs_cell(net):
         _apply_eval_gem_p(cfg, net)
         return MultiGrainOutputs(net)
 
-    out = Predictor(cfg, build_net, outputs_cell)(preprocess(cfg, paths))
-    logits, embeddings = out if isinstance(out, tuple) else (None, None)
-    if is_exported(cfg.ckpt_file, cfg.backend):
-        width = out.shape[-1]
-        if width == cfg.num_classes and cfg.export_head != "embedding":
-            logits = out
-        elif width == EMBEDDING_DIM:
-            embeddings = out
-        else:
-            raise UserError(f"{cfg.ckpt_file} outputs {width} values per image: neither {cfg.num_classes} class "
-                            f"scores nor a {EMBEDDING_DIM}-d embedding")
-        if cfg.embeddings and embeddings is None:
-            raise UserError(f"{cfg.ckpt_file} is a classifier export: for embeddings use the checkpoint or an "
-                            f"export made with --export_head embedding")
-        if logits is None and not cfg.embeddings:
-            raise UserError(f"{cfg.ckpt_file} is an embedding export: pass --embeddings OUT.npy")
-    results = topk_results(logits, paths, class_names(cfg), cfg.topk) if logits is not None else []
-    for result in results:
-        print(result, flush=True)
-    if out_path:
-        _write_embeddings(out_path, embeddings, paths)
-        print(f"embeddings: {embeddings.shape[0]}x{embeddings.shape[1]} to {out_path}, "
-              f"names to {_names_path(out_path)}", flush=True)
-    return {"results": results, "embeddings": embeddings, "paths": paths}
+    predictor = Predictor(cfg, build_net, outputs_cell)
+    exported = is_exported(cfg.ckpt_file, cfg.backend)
+    writer = EmbeddingWriter(out_path, len(paths)) if out_path else None
+    names, results = class_names(cfg), []
+    for positions, out, skipped in predicted(cfg, predictor, paths):
+        logits, embeddings = _outputs(cfg, out, exported) if positions else (None, None)
+        batch_paths = [paths[i] for i in positions]
+        rows = dict(zip(positions, topk_results(logits, batch_paths, names, cfg.topk))) if logits is not None else {}
+        rows = in_order(rows, skipped, paths)
+        sink.add(rows)
+        results += [] if cfg.results_file else rows
+        if writer and embeddings is not None:
+            writer.add(embeddings, batch_paths)
+    sink.close()
+    check_some_read(sink, paths)
+    if writer:
+        rows, dim = writer.close()
+        print(f"embeddings: {rows}x{dim} to {out_path}, names to {names_path(out_path)}", flush=True)
+    return {"results": results, "embeddings": out_path}
+
+
+def _outputs(cfg, out, exported):
+    """(logits or None, embeddings or None) of one batch's outputs."""
+    from common.errors import UserError
+    if not exported:
+        return out
+    logits = embeddings = None
+    width = out.shape[-1]
+    if width == cfg.num_classes and cfg.export_head != "embedding":
+        logits = out
+    elif width == EMBEDDING_DIM:
+        embeddings = out
+    else:
+        raise UserError(f"{cfg.ckpt_file} outputs {width} values per image: neither {cfg.num_classes} class "
+                        f"scores nor a {EMBEDDING_DIM}-d embedding")
+    if cfg.embeddings and embeddings is None:
+        raise UserError(f"{cfg.ckpt_file} is a classifier export: for embeddings use the checkpoint or an "
+                        f"export made with --export_head embedding")
+    if logits is None and not cfg.embeddings:
+        raise UserError(f"{cfg.ckpt_file} is an embedding export: pass --embeddings OUT.npy")
+    return logits, embeddings
 
 
 def _embeddings_path(path):
@@ -197,23 +222,6 @@ def _embeddings_path(path):
     if not os.path.isdir(folder):
         raise ConfigError(f"config error: embeddings: folder {folder} does not exist")
     return path
-
-
-def _names_path(npy_path):
-    return npy_path[:-len(".npy")] + ".txt"
-
-
-def _write_embeddings(path, embeddings, names):
-    """OUT.npy (float32, one row per image) and OUT.txt (its file names, same order), each written to
-    a temporary file and renamed, so a failed run leaves no half-written pair."""
-    import numpy as np
-    names_path = _names_path(path)
-    with open(path + ".tmp", "wb") as f:
-        np.save(f, np.asarray(embeddings, np.float32))
-    with open(names_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("".join(f"{name}\n" for name in names))
-    os.replace(path + ".tmp", path)
-    os.replace(names_path + ".tmp", names_path)
 
 
 HOOKS = TaskHooks(loss=MIX_LOSS, check_config=check_config, resume_point=resume_point,
