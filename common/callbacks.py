@@ -148,7 +148,7 @@ class CheckpointSaver(Callback):
         step = cb.cur_step_num // acc
         within = step % (cb.batch_num // acc)
         if step % self.every_steps == 0 and within:  # at an epoch's end the epoch save runs
-            self._save(cb, cb.cur_epoch_num - 1, within)
+            self.save(cb, cb.cur_epoch_num - 1, within)
 
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
@@ -156,12 +156,13 @@ class CheckpointSaver(Callback):
         on_step = self.every_steps and (cb.cur_step_num // self.accumulation) % self.every_steps == 0
         if self.rank != 0 or (epoch % self.interval and epoch != cb.epoch_num and not on_step):
             return
-        self._save(cb, epoch, 0)
+        self.save(cb, epoch, 0)
         for save in self.extra_saves:
             save(cb, epoch)
 
-    def _save(self, cb, epoch, within):
-        """Save after ``epoch`` whole epochs and ``within`` optimizer steps of the next."""
+    def save(self, cb, epoch, within):
+        """Save after ``epoch`` whole epochs and ``within`` optimizer steps of the next; returns the path
+        (also called on preemption, ``common.preemption``)."""
         bad = _first_non_finite(cb.train_network.get_parameters())
         where = f"epoch {epoch}" if not within else f"epoch {epoch + 1} step {within}"
         if bad:
@@ -183,6 +184,7 @@ class CheckpointSaver(Callback):
             self._prune(self.prefix)
         if self.ema is not None:
             self._prune("ema")
+        return path
 
     def take_saved(self):
         """The ``prefix`` checkpoints saved since the last call: [(path, completed epochs, step in epoch)]."""

@@ -10,8 +10,11 @@ the same steps and saves what step 3 matched instead of loading it. Each step is
 3. fit:    ``match_weights`` (here): every parameter gets its tensor, or the file is refused in one line
            naming what did not fit; ``load_weights`` then loads it and logs what it left out.
 
-A check of the loaded tensors themselves (finite values, extra tensors, the architecture) belongs in
-step 3, once for every format.
+Step 3 also checks the tensors themselves, once for every format: each loaded tensor is finite
+(``check_finite``: a NaN/inf file is refused before it is evaluated or trained on), a native
+checkpoint's extra tensors are named in a warning, and a file of another architecture is refused
+naming the file and the model it was given to. ``--resume`` restores a whole training checkpoint
+(``common.resume``) and runs the same finiteness check over it.
 """
 import dataclasses
 import logging
@@ -118,13 +121,27 @@ def match_weights(net, renamed, path="", arch=None, allow_new_head=False, unused
                 bad_shape.append((name, tuple(value.shape), shape))
         else:
             fit.weights[name] = value
+    names = {p.name for p in params}
+    extra = [renamed.source.get(k, k) for k in renamed.arrays if k not in names] + renamed.unmatched
+    if renamed.native:  # a training checkpoint's optimizer state and counters are no extra
+        extra = [k for k in extra if not k.startswith(_TRAINING_STATE_PREFIXES)]
     if missing or bad_shape or not renamed.native:
-        names = {p.name for p in params}
-        extra = [renamed.source.get(k, k) for k in renamed.arrays if k not in names] + renamed.unmatched
-        if renamed.native:  # a training checkpoint's optimizer state and counters are no extra
-            extra = [k for k in extra if not k.startswith(_TRAINING_STATE_PREFIXES)]
         _refuse_misfit(net, renamed, path, arch, missing, bad_shape, extra)
+    if extra:  # a native file that fits but has tensors this model does not use: named (another variant's file?)
+        _logger.warning("%s has %d tensor(s) %s does not use, not loaded: %s", path, len(extra),
+                        f"a {arch} model" if arch else "this model", _shown(extra))
+    check_finite(((renamed.source.get(n, n), v) for n, v in fit.weights.items()), path)
     return fit
+
+
+def check_finite(named_arrays, path):
+    """Raise ``WeightsError`` naming ``path`` and the first (name, array) that holds NaN or inf."""
+    for name, value in named_arrays:
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise WeightsError(f"{path}: tensor {name} holds NaN/inf ({bad} of {value.size} values): the file is "
+                               f"poisoned (saved from a diverged run?); use an earlier checkpoint")
 
 
 def _refuse_misfit(net, renamed, path, arch, missing, bad_shape, extra):
@@ -148,7 +165,8 @@ def _refuse_misfit(net, renamed, path, arch, missing, bad_shape, extra):
                 (("not in the source", missing), ("wrong shape", wrong), ("unused source keys", sorted(extra)))
                 if items]
     if problems:
-        raise WeightsError("weights do not fit this architecture — " + "; ".join(problems))
+        what = f"a {arch} model" if arch else "this architecture"
+        raise WeightsError(f"{path} does not fit {what} — " + "; ".join(problems))
 
 
 def _shown(names, limit=8):

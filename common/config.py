@@ -282,19 +282,47 @@ def _apply(cfg, defaults, items, where):
             raise ConfigError(f"config error: mode must be GRAPH or PYNATIVE, not '{cfg.mode}' (in {where})")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first, second):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path):
     """The first yaml document of ``path`` as a dict (a second one may hold help texts)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config error: config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            docs = list(yaml.safe_load_all(f))
+            docs = list(yaml.load_all(f, Loader=_UniqueKeyLoader))
+    except _DuplicateKey as err:
+        raise ConfigError(f"config error: {path} sets '{err.key}' twice (lines {err.first} and {err.second}); "
+                          f"keep one") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
         raise ConfigError(f"config error: {path} is not a yaml file{at}: "
                           f"{getattr(err, 'problem', None) or type(err).__name__}") from None
-    data = docs[0] if docs else {}
+    if not docs or docs[0] is None:  # empty or only comments: training on defaults without a word is a surprise
+        raise ConfigError(f"config error: {path} is empty (no keys, only comments or blank lines); "
+                          f"write the keys it should set, or leave out --config_path")
+    data = docs[0]
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {path} must be a mapping of top-level keys")
     return data

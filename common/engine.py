@@ -14,7 +14,8 @@ trainer, exported cell, extra metrics); everything else is shared.
 import logging
 import sys
 
-from common.errors import EXIT_DIVERGED, EXIT_USER_ERROR, Diverged, UserError, find_in_chain
+from common.errors import (EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USER_ERROR, Diverged, Preempted, UserError,
+                           find_in_chain)
 from common.evaluate import evaluate
 from common.export import export
 from common.train import train
@@ -32,11 +33,14 @@ def run_main(fn, argv, default_config, hooks=None):
         from common.config import ReadOnlyConfig
         # read-only from here on: the adapter has set its local paths; a hook returns what it wants instead
         return moxing_wrapper(cfg)(lambda: fn(ReadOnlyConfig(cfg), hooks))()
-    except (UserError, RuntimeError) as err:
+    except (UserError, RuntimeError, Preempted) as err:
         # MindSpore re-raises a callback's exception inside a RuntimeError of its own: look in the chain
-        found = find_in_chain(err, (UserError, Diverged))
+        found = find_in_chain(err, (UserError, Diverged, Preempted))
         if found is None:
             raise  # a bug: keep the traceback
+        if isinstance(found, Preempted):  # not an error: the checkpoint and the command that continues
+            print(found, file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_PREEMPTED) from None
         print(f"error: {getattr(found, 'message', None) or found}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_DIVERGED if isinstance(found, Diverged) else EXIT_USER_ERROR) from None
 

@@ -8,6 +8,7 @@ import errno
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: what a scheduler expects of a job it asked to stop
 
 
 class UserError(Exception):
@@ -36,6 +37,10 @@ class OutputError(UserError):
 
 class Diverged(RuntimeError):
     """The run diverged (NaN/inf loss or weights): training stopped, exit status 3."""
+
+
+class Preempted(Exception):
+    """SIGTERM: a resumable checkpoint was saved at a step boundary (``common.preemption``); exit 143."""
 
 
 def find_in_chain(err, kinds):

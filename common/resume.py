@@ -9,7 +9,9 @@ def resume_training(train_network, path, epoch, ema=None):
     import mindspore as ms
     from common.accumulation import STATE_PREFIXES
     from common.weights import load_checkpoint_file
+    from common.checkpoint import check_finite
     params = {k: v for k, v in load_checkpoint_file(path).items() if k != "learning_rate"}
+    check_finite(((k, v.asnumpy()) for k, v in params.items()), path)  # weights and optimizer state alike
     try:
         not_loaded, _ = ms.load_param_into_net(train_network, params, strict_load=True)
     except (ValueError, RuntimeError, TypeError) as err:  # shapes of another model: MindSpore's long text

@@ -12,20 +12,33 @@ from common.runtime import init_device
 
 
 def train(cfg, hooks):
+    """The run holds ``output_dir``'s lock (``common.run_lock``) from before its checks to its end."""
+    from common.device import rank_info
+    from common.outputs import check_output_dir
+    from common.run_lock import output_lock
+    out_dir = os.path.abspath(cfg.output_dir)
+    check_output_dir(out_dir)
+    with output_lock(out_dir, rank_info()[0] if cfg.run_distribute else 0):
+        return _train(cfg, hooks)
+
+
+def _train(cfg, hooks):
     from common.run_record import tee_output
     from common.trainer import model_trainer
     setup = setup_training(cfg, hooks)
     with tee_output(setup.out_dir, setup.rank, setup.group_size) as log:  # train.log: every line from here on
         trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
         callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
-        fit(cfg, setup, trainer, callbacks, log)
+        with callbacks[-1].installed():  # SIGTERM: a checkpoint at the next step, exit 143 (common.preemption)
+            fit(cfg, setup, trainer, callbacks, log)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
             "ckpt_dir": setup.ckpt_dir, "rank": setup.rank, "net": setup.net, "ema": ema}
 
 
 def setup_training(cfg, hooks):
-    """Checks, output dir, device, resume point, net, datasets, steps, loss and lr; writes nothing."""
+    """Checks, output dir, device, resume point, net, datasets, steps, loss and lr; writes nothing (but
+    the run's lock, ``train`` holds it)."""
     import mindspore as ms
     from common import global_batch as gb
     from common.loss import create_loss
@@ -83,6 +96,7 @@ def training_callbacks(cfg, setup, trainer):
     from common import global_batch as gb
     from common.callbacks import CheckpointSaver, EvalCallback, ProgressLogger
     from common.ema import EMA, EMAUpdate
+    from common.preemption import Preemption
     from common.resume import resume_training, set_optimizer_step
     from common.run_record import RunRecord
 
@@ -99,12 +113,12 @@ def training_callbacks(cfg, setup, trainer):
     if group_size > 1 and cfg.eval_during_train:  # before the savers: they save what every rank evaluates
         from common.distributed_eval import average_batchnorm_stats
         callbacks.append(average_batchnorm_stats(net, group_size))
-    saver = None
+    run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
+    # made also with save_checkpoint False: a preemption (SIGTERM) saves through it
+    saver = CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max, rank,
+                            ema=ema, every_steps=cfg.save_checkpoint_steps, run_info=run_info,
+                            ranked=cfg.ckpt_save_policy == "top_k")
     if cfg.save_checkpoint:
-        run_info = {"device_num": group_size, "batch_size": cfg.batch_size, "gradient_accumulation_steps": accumulation}
-        saver = CheckpointSaver(setup.ckpt_dir, cfg.model, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max, rank,
-                                ema=ema, every_steps=cfg.save_checkpoint_steps, run_info=run_info,
-                                ranked=cfg.ckpt_save_policy == "top_k")
         callbacks.append(saver)
     eval_cb = None
     if cfg.eval_during_train:
@@ -112,7 +126,7 @@ def training_callbacks(cfg, setup, trainer):
         eval_cb = EvalCallback(trainer.eval_model, val_ds, net, setup.ckpt_dir, cfg.eval_interval, rank, ema=ema,
                                reduce_fn=reduce_fn)
         callbacks.append(eval_cb)
-    if saver is not None and saver.ranked and rank == 0:  # after the saver and eval: it ranks what they did
+    if cfg.save_checkpoint and saver.ranked and rank == 0:  # after the saver and eval: it ranks what they did
         from common.ckpt_policy import TopKCheckpoints
         resumed_at = (setup.point.epoch, setup.point.within) if cfg.resume else None
         callbacks.append(TopKCheckpoints(saver, eval_cb, cfg.keep_checkpoint_max, resumed_at))
@@ -120,6 +134,8 @@ def training_callbacks(cfg, setup, trainer):
     callbacks.append(RunRecord(setup.out_dir, trainer.lr, gb.global_batch(cfg, group_size), setup.point.epoch,
                                eval_cb, ema is not None, accumulation, cfg.log_interval, cfg.tensorboard, rank,
                                setup.point.epoch * setup.steps + setup.point.within if cfg.resume else 0))
+    # last: the EMA and the checks have seen the step; it saves even with save_checkpoint False
+    callbacks.append(Preemption(saver, accumulation, rank))
     return callbacks, eval_cb, ema
 
 

@@ -3,8 +3,9 @@
 Foreign files (timm safetensors, PaddleClas .pdparams) are the reference fixtures in ../shared with
 one extra tensor added: they must be refused, naming the tensor, while the untouched fixture loads
 (so it is the extra key that is refused). A native .ckpt with an extra tensor loads today: only the
-stable part is asserted (every parameter filled from the file). Issue 25 is to make an extra key
-in an eval/pretrained checkpoint a named warning; extend the native test then."""
+stable part is asserted (every parameter filled from the file) and the extra key is named in a
+warning (issue 25)."""
+import logging
 import pickle
 
 import numpy as np
@@ -51,15 +52,17 @@ def test_pdparams_with_an_extra_tensor_is_refused_naming_it(fixtures_dir, tmp_pa
         load_weights(create_model("dla46_c"), str(path))
 
 
-def test_native_ckpt_with_an_extra_tensor_fills_every_parameter(fixtures_dir, tmp_path):
-    """Today the extra tensor is ignored (no error, nothing named); asserted here: every parameter
-    comes from the file, none is left as initialised."""
+def test_native_ckpt_with_an_extra_tensor_fills_every_parameter(fixtures_dir, tmp_path, caplog):
+    """The extra tensor is named in a warning (no error); every parameter comes from the file, none is
+    left as initialised."""
     source = create_model("dla46_c", checkpoint_path=str(fixtures_dir / "timm_dla46_c.safetensors"))
     path = tmp_path / "dla46_c_extra.ckpt"
     ms.save_checkpoint(source, str(path), append_dict={"head.extra.weight": ms.Tensor(EXTRA)})
     assert "head.extra.weight" in ms.load_checkpoint(str(path))
     net = create_model("dla46_c")
-    assert load_weights(net, str(path)) == []
+    with caplog.at_level(logging.WARNING):
+        assert load_weights(net, str(path), arch="dla46_c") == []
+    assert f"{path} has 1 tensor(s) a dla46_c model does not use, not loaded: head.extra.weight" in caplog.text
     want, got = _params(source), _params(net)
     assert set(got) == set(want)
     for name, value in want.items():

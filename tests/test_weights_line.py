@@ -167,17 +167,19 @@ def test_foreign_names_and_layouts_become_ours(tmp_path):
                                            ({"bn.gamma": np.ones(4, np.float32)}, "1 unused source keys: bn.gamma")])
 def test_foreign_extra_tensor_is_refused(tmp_path, extra, needle):
     path = _safetensors(tmp_path, {**_torch_state(), **extra})
-    with pytest.raises(WeightsError, match="weights do not fit this architecture") as err:
+    with pytest.raises(WeightsError, match="does not fit this architecture") as err:
         load_weights(Tiny(), path)
     assert needle in str(err.value)
 
 
-def test_native_extra_tensors_listed_only_with_a_misfit(tmp_path):
-    """A .ckpt's extra tensors pass unremarked while every parameter fits (issue 25 will warn); when
-    one is missing they are listed, the trainer's optimizer state and counters never."""
+def test_native_extra_tensors_listed_only_with_a_misfit(tmp_path, caplog):
+    """A .ckpt's extra tensors are a warning while every parameter fits; when one is missing they are
+    listed in the refusal; the trainer's optimizer state and counters never."""
     extra = {"aux.weight": np.zeros(2, np.float32), "moments.conv.weight": np.zeros((4, 2, 3, 3), np.float32)}
     net = Tiny()
-    load_weights(net, _ckpt(tmp_path, {**_native_state(), **extra}, epoch_num=2))
+    with caplog.at_level(logging.WARNING):
+        load_weights(net, _ckpt(tmp_path, {**_native_state(), **extra}, epoch_num=2))
+    assert "1 tensor(s) this model does not use, not loaded: aux.weight" in caplog.text
     np.testing.assert_array_equal(_values(net)["bn.gamma"], _torch_state()["bn.weight"])
     state = {k: v for k, v in _native_state().items() if k != "bn.beta"}
     path = _ckpt(tmp_path, {**state, **extra}, name="gap.ckpt", epoch_num=2)
@@ -196,7 +198,7 @@ def test_another_class_count(tmp_path, kind, caplog):
     assert str(err.value) == {
         "native": f"{path} was made for 5 classes but this model has 3 (set num_classes to 5, or finetune with "
                   f"--pretrained)",
-        "foreign": "weights do not fit this architecture — 2 wrong shape: fc.weight (3, 4) <- fc.weight (5, 4), "
+        "foreign": f"{path} does not fit this architecture — 2 wrong shape: fc.weight (3, 4) <- fc.weight (5, 4), "
                    "fc.bias (3,) <- fc.bias (5,)"}[kind]
     net = Tiny()
     fresh = _values(net)["fc.weight"]
