@@ -23,13 +23,15 @@ def train(cfg, hooks):
 
 
 def _train(cfg, hooks):
+    from common.preemption import Preemption
     from common.run_record import tee_output
     from common.trainer import model_trainer
     setup = setup_training(cfg, hooks)
     with tee_output(setup.out_dir, setup.rank, setup.group_size) as log:  # train.log: every line from here on
         trainer = (hooks.create_trainer or model_trainer)(cfg, setup)
         callbacks, eval_cb, ema = training_callbacks(cfg, setup, trainer)
-        with callbacks[-1].installed():  # SIGTERM: a checkpoint at the next step, exit 143 (common.preemption)
+        preemption = next(c for c in callbacks if isinstance(c, Preemption))
+        with preemption.installed():  # SIGTERM: a checkpoint at the next step, exit 143 (common.preemption)
             fit(cfg, setup, trainer, callbacks, log)
     return {"best": eval_cb.best if eval_cb else None, "history": eval_cb.history if eval_cb else [],
             "ema_best": eval_cb.averaged.best if eval_cb and ema else None,
