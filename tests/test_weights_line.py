@@ -3,6 +3,7 @@
 renames once (common.convert) and fits once (common.checkpoint), in that order, for every format; and
 the fitting rules, native (.ckpt) and foreign (safetensors/torch/paddle), on a tiny net whose expected
 names and values are written out here."""
+import gc
 import importlib.util
 import logging
 import sys
@@ -41,6 +42,7 @@ def _walk(call):
         if step and (not visits or visits[-1] != step):
             visits.append(step)
 
+    gc.collect()  # an earlier test's unfinished generator, closed by a collection during call(), is no visit
     sys.setprofile(profile)
     try:
         call()
