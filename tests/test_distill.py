@@ -154,7 +154,7 @@ scale: [0.5, 1.0]
 lr: 0.05
 warmup_epochs: 0
 label_smooth_factor: 0.1
-epoch_size: 2
+epoch_size: 1
 log_interval: 5
 keep_checkpoint_max: 5
 eval_during_train: False
@@ -194,10 +194,10 @@ def test_distilled_run_with_everything_on_resumes_bit_exactly(recipe, tmp_path):
             "--save_checkpoint_steps", "1"]
     full = recipe("full", *keys)
     assert f"{STEPS // 2} steps/epoch" in full.stdout
-    mid = tmp_path / "full" / "ckpt" / "dla46_c-2_1.ckpt"
+    mid = tmp_path / "full" / "ckpt" / "dla46_c-1_1.ckpt"
     resumed = recipe("resumed", *keys, "--resume", mid)
     assert f"resumed from {mid}" in resumed.stdout
-    name = f"dla46_c-2_{STEPS // 2}.ckpt"
+    name = f"dla46_c-1_{STEPS // 2}.ckpt"
     want, got = _state(tmp_path / "full" / "ckpt" / name), _state(tmp_path / "resumed" / "ckpt" / name)
     assert set(want) == set(got) and not any(k.startswith(TEACHER_PREFIX) for k in want)
     for key in want:

@@ -4,7 +4,7 @@
 
 1. digits as image folders (scripts/make_demo_data.py); a labeled subset of ``per_class`` training images per
    class (list file), the other training images as ``distill_unlabeled``;
-2. a teacher (``--teacher``, default dla34) trained by dla/train.py on every training label;
+2. a teacher (``--teacher``, default dla60x_c: 1.3 M parameters against the student's 1.1 M) trained by dla/train.py on every training label;
 3. SSLD-style: the student (``--student``, default dla46_c) alone on the labeled subset vs distilled with JS,
    ``distill_alpha`` ``--ssld_alpha`` and the unlabeled images; the student alone gets as many optimizer steps
    as the distilled run (more epochs over its smaller set);
@@ -89,13 +89,13 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--per_class", type=int, default=20, help="labeled training images per class")
     parser.add_argument("--image_size", type=int, default=32)
-    parser.add_argument("--teacher", default="dla34")
+    parser.add_argument("--teacher", default="dla60x_c")
     parser.add_argument("--student", default="dla46_c")
-    parser.add_argument("--teacher_epochs", type=int, default=10)
-    parser.add_argument("--ssld_epochs", type=int, default=6, help="epochs of the distilled run over all images")
+    parser.add_argument("--teacher_epochs", type=int, default=8)
+    parser.add_argument("--ssld_epochs", type=int, default=3, help="epochs of the distilled run over all images")
     parser.add_argument("--ssld_alpha", type=float, default=1.0)
     parser.add_argument("--ssld_temperature", type=float, default=1.0)
-    parser.add_argument("--full_epochs", type=int, default=6, help="epochs of the classic comparison")
+    parser.add_argument("--full_epochs", type=int, default=3, help="epochs of the classic comparison")
     parser.add_argument("--kl_temperature", type=float, default=4.0)
     args = parser.parse_args(argv)
     args.out = os.path.abspath(args.out)
