@@ -175,6 +175,13 @@ class DistillWithLoss(nn.Cell):
         self.teacher = FrozenTeacher(teacher)
         self._loss_fn = loss
 
+    def to_float(self, dst_type):
+        """AMP (``Model``'s amp_level) casts the two networks; the loss stays float32, as MindSpore keeps
+        the loss_fn it is given out of the cast."""
+        self._backbone.to_float(dst_type)
+        self.teacher.to_float(dst_type)
+        return self
+
     def construct(self, image, label):
         return self._loss_fn(self._backbone(image), self.teacher(image), label)
 
