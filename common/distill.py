@@ -176,10 +176,11 @@ class DistillWithLoss(nn.Cell):
         self._loss_fn = loss
 
     def to_float(self, dst_type):
-        """AMP (``Model``'s amp_level) casts the two networks; the loss stays float32, as MindSpore keeps
-        the loss_fn it is given out of the cast."""
+        """AMP (``Model``'s amp_level) casts the student only. The loss stays float32, as MindSpore keeps
+        the loss_fn it is given out of the cast; so does the teacher, whose activations were never trained
+        to fit float16 (a digits teacher cast to float16 gave a NaN loss at the first step)."""
         self._backbone.to_float(dst_type)
-        self.teacher.to_float(dst_type)
+        self.teacher.to_float(ms.float32)  # every cell of it: AMP's BatchNorm wrappers then cast back
         return self
 
     def construct(self, image, label):
