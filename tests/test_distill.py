@@ -12,6 +12,7 @@ from common.checkpoint import TEACHER_PREFIX
 from common.distill import DistillLoss, DistillWithLoss
 from common.data.mix import MixBatch
 from conftest import run_script
+from test_recipe_train_e2e import BASE as E2E_BASE
 
 QUIET = {"GLOG_v": "3"}
 
@@ -140,25 +141,7 @@ def test_teacher_is_frozen_and_never_saved_through_model_train(pair, tmp_path):
 
 # --------------------------------------------------------------------------- dla/train.py
 STEPS = 4
-BASE = """model: dla46_c
-num_classes: 10
-device_target: CPU
-mode: PYNATIVE
-seed: 1
-image_size: 32
-crop_pct: 1.0
-batch_size: 8
-num_parallel_workers: 1
-hflip: 0.0
-scale: [0.5, 1.0]
-lr: 0.05
-warmup_epochs: 0
-label_smooth_factor: 0.1
-epoch_size: 1
-log_interval: 5
-keep_checkpoint_max: 5
-eval_during_train: False
-"""
+BASE = E2E_BASE.replace("epoch_size: 2", "epoch_size: 1")  # the tiny recipe, one epoch
 
 
 @pytest.fixture()
