@@ -201,3 +201,22 @@ def test_teacher_of_another_class_count_or_missing_is_one_line(recipe, fixtures_
     assert len(lines) == 1 and lines[0].startswith("error: distill_teacher_ckpt: ") and "no.ckpt" in lines[0]
     lines = _error_lines(recipe("c", "--distill_teacher_ckpt", "", check=False))
     assert lines == ["error: config error: distill_teacher dla46_c needs its weights: set distill_teacher_ckpt"]
+
+
+def test_unlabeled_images_from_a_folder_or_a_list_join_the_training_split_as_label_minus_1(demo_data, tmp_path):
+    from common.config import parse_args
+    from common.data import dataset_samples
+    from common.distill import distill_enabled
+    from common.errors import ConfigError
+    (tmp_path / "extra.txt").write_text("val/3/0007.png 3\nval/4/0010.png\n")  # a label, if given, is dropped
+    base = ["--data_path", str(demo_data), "--num_classes", "10"]
+    labeled = dataset_samples(parse_args(base), "train")
+    listed = dataset_samples(parse_args(base + ["--distill_unlabeled", str(tmp_path / "extra.txt")]), "train")
+    assert listed[:len(labeled)] == labeled
+    assert listed[len(labeled):] == [(str(demo_data / "val/3/0007.png"), -1), (str(demo_data / "val/4/0010.png"), -1)]
+    folder = parse_args(base + ["--distill_unlabeled", str(demo_data / "val")])
+    extra = dataset_samples(folder, "train")[len(labeled):]
+    assert len(extra) == len((demo_data / "val_list.txt").read_text().splitlines()) and {l for _, l in extra} == {-1}
+    assert len(dataset_samples(folder, "val")) == len(extra)  # validation never gets them
+    with pytest.raises(ConfigError, match="distill_unlabeled images train on the distill term only"):
+        distill_enabled(folder)
