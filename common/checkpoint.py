@@ -190,10 +190,19 @@ def _load(net, fit, path):
         raise WeightsError(f"{path}: parameters not loaded: {', '.join(not_loaded[:8])}")
 
 
+# A distillation teacher's parameters (common.distill): frozen, reloaded from its own file each run, never saved.
+TEACHER_PREFIX = "distill_teacher."
+
+
+def _saved(name):
+    return not name.startswith(TEACHER_PREFIX)
+
+
 def save_checkpoint_atomic(save_obj, path, append_dict=None):
     """``ms.save_checkpoint`` via ``write_atomic``: a kill (or power loss) mid-save keeps the
-    previous file intact. MindSpore's own save deletes the target before writing, hence the detour."""
-    write_atomic(path, lambda tmp: ms.save_checkpoint(save_obj, tmp, append_dict=append_dict))
+    previous file intact. MindSpore's own save deletes the target before writing, hence the detour.
+    A distillation teacher's parameters are left out."""
+    write_atomic(path, lambda tmp: ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, choice_func=_saved))
 
 
 # Our temporary files: hidden, ``.<name>.tmp.<suffix>`` (MindSpore adds ``.<name>.tmp.tmp`` of its own).

@@ -97,6 +97,17 @@ DEFAULTS = {
     "clip_value": (15.0, "clip_grad's bound: the largest global norm (norm), the largest |gradient| (value)"),
     "drop_rate": (0.0, "dropout before the classifier"),
     "ema_decay": (0.0, "EMA of the weights, e.g. 0.9998; 0 = off; evaluated, saved as ema_best.ckpt / ema-E_S.ckpt"),
+    # distillation
+    "distill_teacher": ("", "registered model name of a frozen teacher whose soft labels the student learns "
+                            "(docs/distillation.md); '' = no distillation"),
+    "distill_teacher_ckpt": ("", "the teacher's weights (.ckpt/.safetensors/.pth/.pdparams); required with "
+                                 "distill_teacher"),
+    "distill_loss": ("kl", "kl (Hinton: KL(teacher || student) at distill_temperature, x T^2) | js "
+                           "(SSLD: Jensen-Shannon, x T^2)"),
+    "distill_temperature": (1.0, "softmax temperature of both sides of the distill term"),
+    "distill_alpha": (0.5, "loss = (1 - alpha) x CE(labels) + alpha x distill term; 1 = the teacher alone"),
+    "distill_unlabeled": ("", "list file (one image path per line, under data_path) or folder of extra training "
+                              "images without labels: mixed into the epoch, trained on the distill term only"),
     # checkpoints and evaluation
     "pretrained": ("", "weights to start from (.ckpt/.safetensors/.pth/.pdparams); another head is re-initialised"),
     "require_pretrained": (False, "refuse to train without --pretrained or --resume (finetune recipes)"),
@@ -176,6 +187,9 @@ RANGES = {
     "clip_value": "(0, inf)",
     "drop_rate": "[0, 1)",
     "ema_decay": "[0, 1)",
+    "distill_loss": ("kl", "js"),
+    "distill_temperature": "(0, inf)",
+    "distill_alpha": "[0, 1]",
     "save_checkpoint_epochs": "[1, inf)",
     "keep_checkpoint_max": "[0, inf)",  # 0 keeps every checkpoint
     "ckpt_save_policy": ("latest_k", "top_k"),

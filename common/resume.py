@@ -8,6 +8,7 @@ def resume_training(train_network, path, epoch, ema=None):
     training checkpoint. The lr schedule itself is rebuilt from the config (so --epoch_size may grow)."""
     import mindspore as ms
     from common.accumulation import STATE_PREFIXES
+    from common.checkpoint import TEACHER_PREFIX
     from common.weights import load_checkpoint_file
     from common.checkpoint import check_finite
     params = {k: v for k, v in load_checkpoint_file(path).items() if k != "learning_rate"}
@@ -18,8 +19,9 @@ def resume_training(train_network, path, epoch, ema=None):
         raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer: "
                            f"{_first_line(err)}") from None
     # an accumulation buffer a checkpoint lacks (saved without accumulation) is empty at an optimizer step
+    # a distillation teacher is never saved: it comes from distill_teacher_ckpt again
     not_loaded = [n for n in not_loaded if "scale_sense" not in n and n != "learning_rate"
-                  and not n.startswith(STATE_PREFIXES)]
+                  and not n.startswith(STATE_PREFIXES) and not n.startswith(TEACHER_PREFIX)]
     if not_loaded:
         raise WeightsError(f"{path} is not a training checkpoint of this model/optimizer; "
                            f"missing: {', '.join(not_loaded[:6])}")

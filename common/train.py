@@ -61,6 +61,10 @@ def setup_training(cfg, hooks):
     if cfg.ckpt_save_policy == "top_k" and cfg.save_checkpoint and not cfg.eval_during_train:
         raise ConfigError("config error: ckpt_save_policy top_k keeps the checkpoints with the best eval top-1: "
                           "it needs --eval_during_train True (or use latest_k)")
+    from common.distill import check_distill_family, distill_enabled, distill_network
+    distilling = distill_enabled(cfg)
+    if distilling:
+        check_distill_family(cfg, hooks)
     out_dir = os.path.abspath(cfg.output_dir)
     check_new_training_run(out_dir, cfg.resume)  # an earlier run's files are never overwritten
     rank, group_size = init_device(cfg)
@@ -71,6 +75,7 @@ def setup_training(cfg, hooks):
     point = _resume_point(cfg, hooks, group_size)  # the data order continues from there
 
     net = build_net(cfg, "" if cfg.resume else cfg.pretrained, allow_new_head=True)
+    distill = distill_network(cfg, net) if distilling else None  # the teacher loaded and checked
     train_ds, rest_ds, batches = _train_datasets(cfg, hooks, rank, group_size, point, accumulation)
     steps = batches // accumulation  # optimizer steps per epoch: what the lr schedule counts
     lr_cfg, lr_warning = gb.lr_config(cfg, group_size)
@@ -78,7 +83,7 @@ def setup_training(cfg, hooks):
     return TrainSetup(hooks=hooks, out_dir=out_dir, ckpt_dir=ckpt_dir, rank=rank, group_size=group_size,
                       point=point, accumulation=accumulation, net=net, loss=create_loss(cfg, net, hooks.loss),
                       train_ds=train_ds, rest_ds=rest_ds, batches=batches, steps=steps, lr_cfg=lr_cfg,
-                      lr_warning=lr_warning, lr=lr)
+                      lr_warning=lr_warning, lr=lr, distill=distill)
 
 
 def _resume_point(cfg, hooks, group_size):

@@ -31,6 +31,7 @@ class TrainSetup:
     lr_cfg: object
     lr_warning: str
     lr: list               # the shared schedule, one value per optimizer step
+    distill: object = None  # the distillation train network (common.distill) or None
 
 
 @dataclasses.dataclass
@@ -65,8 +66,8 @@ def model_trainer(cfg, setup):
     optimizer = create_optimizer(train_params, cfg, setup.lr, loss_scale=opt_scale)
     model_kwargs = dict(optimizer=optimizer, metrics=metrics(), amp_level=cfg.amp_level,
                         loss_scale_manager=manager)
-    if hooks.create_train_network:
-        train_net = hooks.create_train_network(cfg, net, loss)
+    if hooks.create_train_network or setup.distill is not None:
+        train_net = setup.distill or hooks.create_train_network(cfg, net, loss)
         model = Model(train_net, eval_network=nn.WithEvalCell(net, loss), eval_indexes=[0, 1, 2], **model_kwargs)
     else:
         model = Model(net, loss_fn=loss, **model_kwargs)

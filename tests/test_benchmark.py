@@ -226,3 +226,14 @@ def test_tiny_end_to_end_run(tmp_path, repo_root):
     assert "MINDIR img/s" in header and "ONNX img/s" in header
     assert any(line.startswith("| dla46_c |") for line in proc.stdout.splitlines())
     assert "| ours (`create_dataset`) | 2 |" in proc.stdout
+
+
+def test_distill_table_puts_each_teachers_step_beside_the_student_alone():
+    from tools.benchmark.distill import distill_table
+    report = _report()
+    report["models"]["dla34"]["distill"] = {"dla102x2": _rate(1.5), "dla60": {"error": "boom"}}
+    lines = distill_table(report)
+    assert lines[3] == "| student | train img/s alone | with dla102x2 (step time x) | with dla60 (step time x) |"
+    # alone 3 img/s, with the teacher 1.5 img/s: each step takes 2x as long
+    assert lines[5].startswith("| dla34 | 3.00") and "(x2.00)" in lines[5] and "error: boom" in lines[5]
+    assert distill_table(_report()) == []

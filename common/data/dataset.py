@@ -34,7 +34,8 @@ from common.data.transforms import create_transforms
 from common.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
-_NO_LABEL = np.int32(-1)  # deterministic path: marks a sample whose file could not be read (filtered out)
+# deterministic path: marks a sample whose file could not be read (filtered out); -1 is an unlabeled image
+_NO_LABEL = np.int32(np.iinfo(np.int32).min)
 # How many list entries are checked for existence up front (a wrong data_path fails in one line).
 _CHECKED_ENTRIES = 32
 # Sink mode: how many following files may stand in for an unreadable one.
@@ -196,7 +197,7 @@ class SeededImageSource:
 
 
 def _readable(label):
-    return bool(label >= 0)
+    return bool(label != _NO_LABEL)
 
 
 def _batches(rows, batch, drop_remainder):

@@ -31,12 +31,15 @@ def check_mix_config(cfg):
 
 
 def one_hot(labels, num_classes):
+    """(N, num_classes) one-hot rows; an unlabeled image's (label -1, distill_unlabeled) row is all zero,
+    so a mixed row sums to the labeled share of its image (the distillation loss weighs CE by it)."""
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    if labels.size and (labels.min() < -1 or labels.max() >= num_classes):
         raise ValueError(f"label {labels.max() if labels.max() >= num_classes else labels.min()} "
                          f"outside [0, {num_classes}) (check num_classes)")
     out = np.zeros((labels.size, num_classes), np.float32)
-    out[np.arange(labels.size), labels] = 1.0
+    labeled = labels >= 0
+    out[np.arange(labels.size)[labeled], labels[labeled]] = 1.0
     return out
 
 

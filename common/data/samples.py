@@ -12,6 +12,7 @@ from common.errors import DatasetError
 _logger = logging.getLogger(__name__)
 _WARNED = set()
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+UNLABELED = -1  # the label of a distill_unlabeled image: the loss masks its CE term (common/distill.py)
 
 
 def class_folders(root):
@@ -137,14 +138,35 @@ def dataset_samples(cfg, split):
         raise DatasetError("no dataset given: set --data_path (train/ and val/ class folders) or list files")
     # retrieval query/gallery lists hold identity labels, not classes of the net
     num_classes = cfg.num_classes if cfg.get("labels_are_classes", True) else None
+    extra = unlabeled_samples(cfg.distill_unlabeled, cfg.data_path) if split == "train" and cfg.get(
+        "distill_unlabeled") else []
     if cfg[list_key]:
-        return samples_from_list(resolve_list_path(cfg[list_key], cfg.data_path), cfg.data_path, num_classes)
+        return samples_from_list(resolve_list_path(cfg[list_key], cfg.data_path), cfg.data_path, num_classes) + extra
     folder = os.path.join(cfg.data_path, cfg.train_dir if split == "train" else cfg.val_dir)
     train_folder = os.path.join(cfg.data_path, cfg.train_dir)
     classes = class_folders(train_folder) if os.path.isdir(train_folder) else None
     if classes and num_classes is not None:
         check_class_count(classes, num_classes, train_folder)
-    return samples_from_folder(folder, classes)
+    return samples_from_folder(folder, classes) + extra
+
+
+def unlabeled_samples(spec, data_path):
+    """``[(path, UNLABELED)]``: every image under the folder ``spec``, or the paths listed in the file
+    ``spec`` (one per line, under ``data_path``; a trailing integer label is ignored)."""
+    path = resolve_list_path(spec, data_path)
+    if os.path.isdir(path):
+        found = [os.path.join(d, f) for d, _, files in sorted(os.walk(path)) for f in sorted(files)
+                 if f.lower().endswith(IMG_EXTENSIONS)]
+    else:
+        found = []
+        for line in read_text_lines(path, "distill_unlabeled list"):
+            parts = line.strip().rsplit(maxsplit=1)
+            rel = parts[0] if len(parts) == 2 and parts[1].lstrip("-").isdigit() else line.strip()
+            if rel:
+                found.append(_list_entry(data_path, rel))
+    if not found:
+        raise DatasetError(f"distill_unlabeled {spec} holds no images")
+    return [(p, UNLABELED) for p in found]
 
 
 def class_names(cfg):

@@ -51,6 +51,9 @@ def create_parser():
                         help="with --compare: also run MindSpore and the twin in ONE process, step for step, "
                              "N pairs per task; ratio = median of (twin's step time / ours) over the pairs "
                              "(cancels the drift that separate processes minutes apart cannot)")
+    parser.add_argument("--distill", default="", metavar="TEACHERS",
+                        help="comma-separated teachers: also time each model's training step with each as a "
+                             "frozen distillation teacher (docs/distillation.md)")
     parser.add_argument("--json", default="", help="write the results here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per subprocess")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: run one measurement
@@ -74,7 +77,8 @@ def base_spec(args):
     return {"batch": args.batch, "size": args.size, "device_target": args.device_target, "threads": args.threads,
             "repeat": args.repeat, "warmup": args.warmup, "steps": args.steps, "jit_level": args.jit_level,
             "graph_kernel": args.graph_kernel, "paired": args.paired, "tasks": [t for t in args.tasks.split(",") if t],
-            "serve_batches": [int(b) for b in args.serve_batches.split(",") if b.strip()]}
+            "serve_batches": [int(b) for b in args.serve_batches.split(",") if b.strip()],
+            "distill": [t.strip() for t in args.distill.split(",") if t.strip()]}
 
 
 def environment(args):

@@ -163,6 +163,8 @@ def markdown(report):
     if compare:
         lines += ["", f"PyTorch {env.get('torch', '?')}, timm {env.get('timm', '?')}, eager; ratios are ours / torch "
                       "(best served: the fastest of GRAPH_MODE, MINDIR and ONNX Runtime)"]
+    from tools.benchmark.distill import distill_table
+    lines += distill_table(report)
     lines += pipeline_table(report)
     if errors:
         lines += [""] + [f"error: {e}" for e in errors]

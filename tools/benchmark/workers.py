@@ -80,6 +80,13 @@ def run_model(spec):
     if "train" in tasks:
         result["train"] = summarize(time_repeats(ms_train_step(net, x, y), repeat, warmup, steps), batch)
         result["rss_train_mb"] = peak_rss_mb()
+    for teacher in spec.get("distill") or []:  # the same student's step with each frozen teacher
+        from tools.benchmark.distill import ms_distill_step
+        try:
+            step = ms_distill_step(net, teacher, x, y)
+            result.setdefault("distill", {})[teacher] = summarize(time_repeats(step, repeat, warmup, steps), batch)
+        except (RuntimeError, TypeError, ValueError) as err:
+            result.setdefault("distill", {})[teacher] = {"error": first_line(err)}
     return result
 
 
