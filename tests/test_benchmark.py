@@ -230,10 +230,11 @@ def test_tiny_end_to_end_run(tmp_path, repo_root):
 
 def test_distill_table_puts_each_teachers_step_beside_the_student_alone():
     from tools.benchmark.distill import distill_table
+    from tools.benchmark.report import fmt_rate
     report = _report()
     report["models"]["dla34"]["distill"] = {"dla102x2": _rate(1.5), "dla60": {"error": "boom"}}
-    lines = distill_table(report)
+    lines = distill_table(report, fmt_rate)
     assert lines[3] == "| student | train img/s alone | with dla102x2 (step time x) | with dla60 (step time x) |"
     # alone 3 img/s, with the teacher 1.5 img/s: each step takes 2x as long
     assert lines[5].startswith("| dla34 | 3.00") and "(x2.00)" in lines[5] and "error: boom" in lines[5]
-    assert distill_table(_report()) == []
+    assert distill_table(_report(), fmt_rate) == []

@@ -1,6 +1,5 @@
 """Distillation's cost (docs/distillation.md): the student's training step alone and with each teacher
 (``--distill dla34,dla102x2``), measured one after the other in the student's worker process."""
-from tools.benchmark.report import fmt_rate
 
 
 def ms_distill_step(net, teacher_name, x, y):
@@ -16,8 +15,9 @@ def ms_distill_step(net, teacher_name, x, y):
     return lambda: step(x, y).asnumpy()
 
 
-def distill_table(report):
-    """Markdown: per student, train img/s alone and with each teacher, and the step-time factor."""
+def distill_table(report, fmt_rate):
+    """Markdown: per student, train img/s alone and with each teacher, and the step-time factor (``fmt_rate``:
+    report's cell format, passed in as serving's curve_table takes it: report imports this module)."""
     rows = [(name, e) for name, e in report["models"].items() if e.get("distill")]
     if not rows:
         return []

@@ -1,6 +1,7 @@
 """Ratios between measurements and the markdown tables printed at the end."""
 import statistics
 
+from tools.benchmark.distill import distill_table
 from tools.benchmark.serving import curve_table
 from tools.benchmark.timing import PAIR_PAUSE_S
 
@@ -163,8 +164,7 @@ def markdown(report):
     if compare:
         lines += ["", f"PyTorch {env.get('torch', '?')}, timm {env.get('timm', '?')}, eager; ratios are ours / torch "
                       "(best served: the fastest of GRAPH_MODE, MINDIR and ONNX Runtime)"]
-    from tools.benchmark.distill import distill_table
-    lines += distill_table(report)
+    lines += distill_table(report, fmt_rate)
     lines += pipeline_table(report)
     if errors:
         lines += [""] + [f"error: {e}" for e in errors]
