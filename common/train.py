@@ -18,6 +18,8 @@ def train(cfg, hooks):
     from common.run_lock import output_lock
     out_dir = os.path.abspath(cfg.output_dir)
     check_output_dir(out_dir)
+    if os.environ.get("MS_ROLE") == "MS_SCHED":  # msrun's scheduler runs this script too but trains nothing:
+        return _train(cfg, hooks)              # it would take rank 0's lock (its rank reads as 0) and refuse rank 0
     with output_lock(out_dir, rank_info()[0] if cfg.run_distribute else 0):
         return _train(cfg, hooks)
 
