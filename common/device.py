@@ -43,9 +43,10 @@ def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=
     try:
         ms.set_device(device_target, _device_id(device_id, device_target))
     except (RuntimeError, ValueError) as err:
-        from common.errors import ConfigError
-        raise ConfigError(f"config error: device_target {device_target} is not available in this MindSpore "
-                          f"build ({str(err).strip().splitlines()[0][:160]}); use --device_target CPU") from None
+        if not _already_running_on(ms, err, device_target, device_id):
+            from common.errors import ConfigError
+            raise ConfigError(f"config error: device_target {device_target} is not available in this MindSpore "
+                              f"build ({str(err).strip().splitlines()[0][:160]}); use --device_target CPU") from None
     if not distribute:
         return 0, 1
     init()
@@ -54,6 +55,14 @@ def init_context(device_target="CPU", mode="GRAPH", distribute=False, device_id=
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
                                  gradients_mean=True, device_num=group_size)
     return rank, group_size
+
+
+def _already_running_on(ms, err, device_target, device_id):
+    """MindSpore refuses set_device once a kernel has run, even for the device already in use: a second task in
+    one process (export after a forward pass, a library caller) is then on the device it asks for."""
+    if "runtime has been initialized" not in str(err) or ms.get_context("device_target") != device_target:
+        return False
+    return device_target == "CPU" or ms.get_context("device_id") == _device_id(device_id, device_target)
 
 
 def _device_id(device_id, device_target):

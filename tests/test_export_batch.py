@@ -247,3 +247,15 @@ def test_folding_trained_weights_stays_as_close_to_timm_as_the_unfolded_network(
     unfolded, folded = (net(x).asnumpy() for net in nets)
     assert _rel(folded, unfolded) <= 3e-5
     assert _rel(folded, io["logits"]) <= 2 * _rel(unfolded, io["logits"]) <= 4e-5
+
+
+def test_a_second_task_in_one_process_keeps_the_device_it_is_on():
+    """MindSpore refuses set_device once a kernel ran, even for the device in use: an export after a forward
+    pass in one process (a library caller, the suite's workers) must go on; another device is still refused."""
+    import mindspore as ms
+    from common.device import init_context
+    from common.errors import ConfigError
+    ms.ops.add(ms.Tensor(np.ones(2, np.float32)), 1).asnumpy()  # a kernel ran: the runtime is initialised
+    assert init_context("CPU", mode="PYNATIVE") == (0, 1)
+    with pytest.raises(ConfigError, match="device_target GPU is not available"):
+        init_context("GPU", mode="PYNATIVE")
