@@ -130,3 +130,31 @@ def test_retrieval_eval_takes_the_gallery_from_predicts_embeddings(demo_data, se
     embedded = retrieval_eval(parse_args(argv, config), net)
     read = retrieval_eval(parse_args(argv + ["--gallery_embeddings", str(tmp / "gallery.npy")], config), net)
     assert read == pytest.approx(embedded, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_embeddings_of_a_gallery_4x_larger_stay_in_the_same_memory(demo_data, setup, tmp_path):
+    """N and 4N images at 224 px, batches of 16: the 4N run's peak RSS stays within noise of the N run's, though
+    its 3N more decoded images alone would take 3N x 224 x 224 x 3 floats (111 MB at N = 64, above the noise
+    bound: predict decoded the whole list into one array before), and its first N rows are the N run's."""
+    from PIL import Image
+    from test_predict_stream import N, RSS_NOISE_KB, peak_rss_kb
+    assert 3 * N * 224 * 224 * 3 * 4 > RSS_NOISE_KB * 1024  # the bound tells streaming from holding the images
+    rng = np.random.RandomState(1)
+    paths = []
+    for i in range(4 * N):  # small files: the pipeline resizes them to 224 px
+        paths.append(tmp_path / f"{i:04d}.png")
+        Image.fromarray(rng.randint(0, 256, (48, 40, 3), np.uint8)).save(paths[-1])
+    runs = {}
+    for count in (N, 4 * N):
+        names = tmp_path / f"list{count}.txt"
+        names.write_text("".join(f"{p}\n" for p in paths[:count]))
+        out = tmp_path / f"emb{count}.npy"
+        argv = ["multigrain/predict.py", *common_args(demo_data), "--image_size", "224", "--batch_size", "16",
+                "--ckpt_file", setup["ckpt"], "--predict_path", names, "--embeddings", out,
+                "--results_file", tmp_path / f"classes{count}.csv"]
+        runs[count] = (peak_rss_kb(argv)[0], *read_embeddings(out))
+    (small_rss, small, small_names), (large_rss, large, large_names) = runs[N], runs[4 * N]
+    assert large_rss - small_rss < RSS_NOISE_KB, (small_rss, large_rss)
+    assert large.shape == (4 * N, 2048) and large_names == list(map(str, paths))
+    np.testing.assert_allclose(large[:N], small, atol=1e-5)
