@@ -119,6 +119,17 @@ def eval_result(stdout):
     return ast.literal_eval(metrics), path
 
 
+def load_script(relative):
+    """A shipped script (``scripts/x.py``, ``tools/x.py``: not a package module) imported from its file,
+    a fresh module each call."""
+    import importlib.util
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_script(*args, cwd=ROOT, timeout=900, env=None, check=True):
     """Run a repo script with this interpreter the way the README does; returns CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))

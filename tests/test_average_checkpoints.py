@@ -1,6 +1,5 @@
 """scripts/average_checkpoints.py: the mean of checkpoints tensor by tensor (against numpy), the optimizer
 state left out, a run's top-k by its index, one-line refusals, and the average loading in eval.py."""
-import importlib.util
 import json
 
 import numpy as np
@@ -11,14 +10,11 @@ import mindspore as ms
 
 from common import create_model
 from common.checkpoint import load_weights
-from conftest import ROOT, eval_result, run_script
+from conftest import eval_result, load_script, run_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("average_checkpoints", ROOT / "scripts" / "average_checkpoints.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("scripts/average_checkpoints.py").main
 
 
 def _save(path, model="dla46_c", classes=10, seed=0, **extra):

@@ -1,6 +1,5 @@
 """Every command we ship, Python and shell, follows the entry points' rules (issue 25): a user's mistake is one
 line ``error: …`` on stderr and exit status 2, ``--help`` exits 0, a successful run prints no error noise."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import textwrap
 import pytest
 
 from common.engine import run_main, train
-from conftest import ROOT
+from conftest import ROOT, load_script
 from test_launch_scripts import launch, top, work  # noqa: F401  (the stand-in model and job folder fixture)
 
 SCRIPTS = sorted(name for name in os.listdir(ROOT / "scripts") if name.endswith(".py"))
@@ -55,10 +54,7 @@ def test_an_entry_points_usage_error_is_one_line(capsys):
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"command_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/{name}.py")
 
 
 @pytest.mark.parametrize("name, argv, needle", [

@@ -11,7 +11,7 @@ from common import create_model
 from common.checkpoint import TEACHER_PREFIX
 from common.distill import DistillLoss, DistillWithLoss
 from common.data.mix import MixBatch
-from conftest import run_script
+from conftest import load_script, run_script
 from test_recipe_train_e2e import BASE as E2E_BASE
 
 QUIET = {"GLOG_v": "3"}
@@ -225,11 +225,7 @@ def test_unlabeled_images_from_a_folder_or_a_list_join_the_training_split_as_lab
 def test_the_experiments_bar_is_the_mean_gain_against_the_wider_range_of_seeds():
     """tools/distill_experiment.py's verdict on the issue's bar, on this session's first 5-seed run (top-1 of
     the student alone and SSLD per seed): gain 95.60 − 90.64 = 4.96 points; ranges 6.96 (alone), 2.78 (SSLD)."""
-    import importlib.util
-    from conftest import ROOT
-    spec = importlib.util.spec_from_file_location("distill_experiment", ROOT / "tools" / "distill_experiment.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/distill_experiment.py")
     alone = [0.8914, 0.9192, 0.9387, 0.8691, 0.9136]
     ssld = [0.9443, 0.9443, 0.9694, 0.9721, 0.9499]
     assert tool.ssld_verdict(alone, ssld) == \

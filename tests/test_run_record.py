@@ -15,7 +15,7 @@ import pytest
 import common  # noqa: F401  (CPU fast path first)
 from common.curves import figure, read_summary
 from common.engine import run_main, train
-from conftest import ROOT
+from conftest import ROOT, load_script
 from test_recipe_train_e2e import BASE
 
 QUIET = {"GLOG_v": "3"}
@@ -138,11 +138,7 @@ def _summary(path, rows):
 
 
 def _plot_runs():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("plot_runs", ROOT / "scripts" / "plot_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/plot_runs.py")
 
 
 def test_plot_runs_overlays_each_run_named_in_the_legend(tmp_path, capsys):
@@ -199,10 +195,7 @@ def test_eval_progress_lines_give_the_running_top1(capsys):
 
 
 def test_convert_weights_says_how_far_it_is_on_a_slow_file(fixtures_dir, tmp_path, capsys, monkeypatch):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("convert_weights", ROOT / "scripts" / "convert_weights.py")
-    convert = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(convert)
+    convert = load_script("scripts/convert_weights.py")
     monkeypatch.setattr(convert._Progress, "after_s", -1.0)  # as if every stage were slow
     assert convert.main([str(fixtures_dir / "timm_dla46_c.safetensors"), str(tmp_path / "o.ckpt"),
                          "--arch", "dla46_c"]) == 0

@@ -4,7 +4,6 @@ renames once (common.convert) and fits once (common.checkpoint), in that order, 
 the fitting rules, native (.ckpt) and foreign (safetensors/torch/paddle), on a tiny net whose expected
 names and values are written out here."""
 import gc
-import importlib.util
 import logging
 import sys
 import types
@@ -20,7 +19,7 @@ from safetensors.numpy import save_file
 from common import create_model
 from common.checkpoint import load_weights
 from common.errors import WeightsError
-from conftest import ROOT
+from conftest import load_script
 
 # --------------------------------------------------------------------------- the walk
 
@@ -73,10 +72,7 @@ def test_every_format_walks_read_rename_fit_once(model, fixture, fixtures_dir, d
 
 
 def _convert_script():
-    spec = importlib.util.spec_from_file_location("convert_weights_script", ROOT / "scripts" / "convert_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/convert_weights.py")
 
 
 def test_every_way_in_walks_the_same_line(fixtures_dir, dla46_c_ckpt, tmp_path):
