@@ -102,7 +102,8 @@ def main(argv=None):
     parser.add_argument("--teacher", default="dla34")
     parser.add_argument("--student", default="dla46_c")
     parser.add_argument("--teacher_epochs", type=int, default=30)
-    parser.add_argument("--teacher_lr", type=float, default=0.05, help="the demo's 0.1 spikes the larger teacher's loss")
+    parser.add_argument("--teacher_lr", type=float, default=0.05,
+                        help="the demo's 0.1 spikes the larger teacher's loss")
     parser.add_argument("--ssld_epochs", type=int, default=15, help="epochs of the distilled run over all images")
     parser.add_argument("--ssld_alpha", type=float, default=1.0)
     parser.add_argument("--ssld_temperature", type=float, default=1.0)
@@ -137,7 +138,8 @@ def main(argv=None):
     seeds = " ".join(map(str, args.seeds))
     table = [f"Run {datetime.date.today().isoformat()}: `python tools/distill_experiment.py OUT "
              f"{' '.join(_options(argv))}` — teacher {args.teacher} "
-             f"top-1 {teacher_top1 * 100:.2f} ({args.teacher_epochs} epochs at lr {args.teacher_lr:g}, all {n_train} labels); "
+             f"top-1 {teacher_top1 * 100:.2f} ({args.teacher_epochs} epochs at lr {args.teacher_lr:g}, "
+             f"all {n_train} labels); "
              f"student {args.student}, {args.image_size} px, seeds {seeds}; top-1 on the {_val_count(args.data)} "
              f"val images after the last epoch.", "",
              "| run | top-1 mean | range | vs. student alone: mean (per-seed range) |", "|---|---|---|---|",
